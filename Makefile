@@ -1,0 +1,58 @@
+# sbir_bench front door. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+METHOD ?= cvae
+DATA ?= synthetic
+SEEDS ?= 0
+TRAINER ?= cpu
+DEVICES ?=
+NODES ?=
+LOGGER ?= wandb
+ARGS ?=
+
+BENCH_OVERRIDES := method=$(METHOD) data=$(DATA) seeds=[$(SEEDS)] trainer=$(TRAINER) logger=$(LOGGER) \
+	$(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES)) $(ARGS)
+
+.PHONY: help setup bench leaderboard test test-all test-ddp lint benchmark clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@echo "  variables: METHOD=$(METHOD) DATA=$(DATA) SEEDS=$(SEEDS) TRAINER=$(TRAINER) DEVICES= NODES= LOGGER=$(LOGGER) ARGS='extra hydra overrides'"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install sbir_bench with its dev tools
+
+bench: $(STAMP) ## train + evaluate METHOD on DATA for SEEDS, then rebuild the leaderboard
+	$(BIN)/sbir-bench bench $(BENCH_OVERRIDES)
+
+leaderboard: $(STAMP) ## rebuild leaderboard/leaderboard.{csv,md} from leaderboard/results alone
+	$(BIN)/sbir-bench leaderboard
+
+test: $(STAMP) ## the default (fast) test suite
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP) ## every test, slow end-to-end runs included
+	$(BIN)/python -m pytest -q -m ''
+
+test-ddp: $(STAMP) ## the multi-process CPU DDP tests
+	$(BIN)/python -m pytest -q -m ddp
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check sbir_bench tests benchmarks
+	$(BIN)/ruff format --check sbir_bench tests benchmarks
+
+benchmark: $(STAMP) ## run the speed benchmarks (prints ratios against their references)
+	$(BIN)/python benchmarks/eval_speed.py
+
+clean: ## remove caches and run outputs (keeps leaderboard results and .venv)
+	rm -rf outputs .pytest_cache .ruff_cache

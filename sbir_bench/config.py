@@ -1,0 +1,88 @@
+"""Config composition (Hydra's compose API) and the identity hash of a run's configuration.
+
+We compose instead of using ``@hydra.main`` so that one process can loop over splits and seeds, the CLI
+keeps its own sub-commands, and Lightning's DDP launcher can re-run the exact same command line on
+every rank (Hydra multirun combined with DDP breaks; one job per run with an explicit run directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR_ENV = "SBIR_CONFIG_DIR"
+# Keys that change how a run is executed or logged, never what it computes: left out of its identity.
+# (The split and the seed are identity fields of their own; DDP/device choices are recorded, not hashed.)
+NON_IDENTITY_KEYS = (
+    "seeds",
+    "force",
+    "resume",
+    "trainer",
+    "logger",
+    "paths",
+    "data.splits",
+    "data.num_workers",
+    "data.eval_batch_size",
+    "evaluation.grid_queries",
+)
+
+
+class ConfigError(ValueError):
+    """A config name, override or value is wrong; the message says which and what is known."""
+
+
+def config_dir() -> Path:
+    """The configs/ folder: $SBIR_CONFIG_DIR, else the one beside the package (editable install)."""
+    path = Path(os.environ.get(CONFIG_DIR_ENV, Path(__file__).resolve().parents[1] / "configs"))
+    if not (path / "bench.yaml").is_file():
+        raise ConfigError(
+            f"no bench.yaml in config folder {path}; set {CONFIG_DIR_ENV} to the repo's configs/"
+        )
+    return path
+
+
+def available(group: str) -> list[str]:
+    """Names of the configs of one group (e.g. ``method``), from the files in configs/<group>/."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "bench") -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with Hydra overrides; raise ConfigError on any mistake."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as error:
+        hint = "; ".join(f"{g}: {', '.join(available(g))}" for g in ("method", "data", "trainer", "logger"))
+        raise ConfigError(f"bad config or override ({error}). Known configs — {hint}") from error
+    OmegaConf.resolve(cfg)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Short stable hash of what a run computes (method, data, variant, evaluation), not how it is run."""
+    identity = to_container(cfg)
+    for dotted in NON_IDENTITY_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = identity
+        for key in parents:
+            node = node.get(key, {})
+        node.pop(leaf, None)
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]

@@ -1,0 +1,129 @@
+"""The one record schema every reader produces and every DataModule consumes.
+
+A dataset is a :class:`Catalog`: a table of records (one row per sketch, photo or 3D shape) plus its
+classes, their side information and its named splits. Readers know nothing of Lightning; DataModules
+know nothing of on-disk layouts.
+
+Record columns (``Catalog.records``, a pandas DataFrame indexed 0..N-1):
+
+============  ======  ===========================================================================
+column        type    meaning
+============  ======  ===========================================================================
+domain        str     ``"sketch"``, ``"photo"`` or ``"shape"`` (a 3D model seen as rendered views)
+label         int     class id, an index into ``Catalog.class_names``
+instance      str     instance id; a sketch shares it with its paired photo (fine-grained pairs)
+path          str     image file (sketch/photo); empty for shapes
+views         object  tuple of view image paths for shapes, ``()`` otherwise
+============  ======  ===========================================================================
+
+Per-instance attributes (fine-grained DMAR) live in ``Catalog.instance_attributes`` keyed by instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Domain = Literal["sketch", "photo", "shape"]
+Setting = Literal["traditional", "zeroshot"]
+RECORD_COLUMNS = ("domain", "label", "instance", "path", "views")
+SPLIT_PARTS = ("train", "val_query", "val_gallery", "test_query", "test_gallery")
+
+
+@dataclass
+class DataInfo:
+    """What a method may know about its data when it is built (no paths, no records)."""
+
+    num_classes: int
+    seen_classes: tuple[int, ...]
+    feature_dim: int | None = None  # set when the DataModule serves cached backbone features
+    image_size: int | None = None
+    class_semantics: np.ndarray | None = field(default=None, repr=False)  # [num_classes, dim]
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing, malformed or inconsistent; the message names the path and what was expected."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """A named evaluation protocol over a catalog: record indices for each part.
+
+    ``train`` holds training records of both domains (only seen classes); ``val_*`` come from seen
+    classes only (never from unseen ones); ``test_query`` are sketches and ``test_gallery`` the
+    photos (or shapes) they are searched against.
+    """
+
+    name: str
+    setting: Setting
+    seen_classes: tuple[int, ...]
+    unseen_classes: tuple[int, ...]
+    train: np.ndarray
+    val_query: np.ndarray
+    val_gallery: np.ndarray
+    test_query: np.ndarray
+    test_gallery: np.ndarray
+
+    def part(self, name: str) -> np.ndarray:
+        if name not in SPLIT_PARTS:
+            raise KeyError(f"unknown split part {name!r}; expected one of {SPLIT_PARTS}")
+        return getattr(self, name)
+
+    def counts(self) -> dict[str, int]:
+        return {part: int(len(self.part(part))) for part in SPLIT_PARTS}
+
+
+@dataclass
+class Catalog:
+    """Everything a reader knows about one dataset."""
+
+    name: str
+    records: pd.DataFrame
+    class_names: list[str]
+    splits: dict[str, Split]
+    class_semantics: np.ndarray | None = None  # [num_classes, dim] side information
+    semantics_kind: str = ""  # e.g. "attributes", "word2vec-300"
+    instance_attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    fingerprint: str = ""  # changes whenever the records change; keys feature caches
+
+    def split(self, name: str) -> Split:
+        if name not in self.splits:
+            raise DatasetError(
+                f"dataset {self.name!r} has no split {name!r}; its splits: {', '.join(sorted(self.splits))}"
+            )
+        return self.splits[name]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def validate(self) -> None:
+        """Check the schema and that every split is well formed; raise DatasetError naming the problem."""
+        missing = [c for c in RECORD_COLUMNS if c not in self.records.columns]
+        if missing:
+            raise DatasetError(f"{self.name}: record table lacks columns {missing}")
+        n = len(self.records)
+        if n == 0:
+            raise DatasetError(f"{self.name}: no records")
+        labels = self.records["label"].to_numpy()
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise DatasetError(f"{self.name}: labels outside 0..{self.num_classes - 1}")
+        for split in self.splits.values():
+            for part in SPLIT_PARTS:
+                idx = split.part(part)
+                if part != "val_query" and part != "val_gallery" and len(idx) == 0:
+                    raise DatasetError(f"{self.name}/{split.name}: split part {part!r} is empty")
+                if len(idx) and (idx.min() < 0 or idx.max() >= n):
+                    raise DatasetError(f"{self.name}/{split.name}: {part} indexes outside the records")
+            seen, unseen = set(split.seen_classes), set(split.unseen_classes)
+            if seen & unseen:
+                raise DatasetError(f"{self.name}/{split.name}: classes both seen and unseen: {seen & unseen}")
+            train_classes = set(labels[split.train].tolist())
+            if train_classes & unseen:
+                raise DatasetError(f"{self.name}/{split.name}: training data holds unseen classes")
+            for part in ("val_query", "val_gallery"):
+                if set(labels[split.part(part)].tolist()) & unseen:
+                    raise DatasetError(f"{self.name}/{split.name}: {part} holds unseen classes")

@@ -1,0 +1,105 @@
+"""The one interface between methods and the rest of the suite.
+
+A method is a LightningModule that embeds query sketches (:meth:`embed_query`) and gallery items
+(:meth:`embed_gallery`) and names the distance its embeddings are compared with. Validation and test
+loops are shared here: they collect embeddings with their global indices, gather them across DDP ranks
+(dropping DistributedSampler padding) and hand them to the evaluation engine, which knows nothing of
+any method. Dataloader 0 of the val/test loaders yields queries, dataloader 1 the gallery.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from sbir_bench.data.records import DataInfo
+from sbir_bench.evaluation.engine import DEFAULT_METRICS, evaluate, gather_embeddings
+
+__all__ = ["DataInfo", "RetrievalMethod", "QUERIES", "GALLERY"]
+
+QUERIES, GALLERY = 0, 1
+
+
+class RetrievalMethod(L.LightningModule):
+    """Base class: subclasses implement ``embed_query``/``embed_gallery`` and, if trained, ``training_step``.
+
+    Class attributes tell the DataModule what to serve:
+      - ``inputs``: ``"features"`` (cached backbone features) or ``"images"`` (tensors).
+      - ``train_sampling``: ``"pairs"`` (sketch with its photo), ``"triplets"`` or ``"none"`` (no training).
+    """
+
+    inputs: ClassVar[str] = "features"
+    train_sampling: ClassVar[str] = "pairs"
+    distance: str = "cosine"
+
+    def __init__(self, eval_metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS) -> None:
+        super().__init__()
+        self.eval_metrics = tuple(eval_metrics)
+        self._buffers_by_loader: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}
+        self.last_metrics: dict[str, float] = {}
+        self.last_embeddings: dict[str, tuple[Tensor, Tensor]] = {}
+
+    @property
+    def needs_training(self) -> bool:
+        return self.train_sampling != "none"
+
+    # --- the interface -------------------------------------------------------------------------
+    def embed_query(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def embed_gallery(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    # --- shared evaluation loop --------------------------------------------------------------------
+    def _collect(self, batch: dict[str, Tensor], dataloader_idx: int) -> None:
+        embed = self.embed_query if dataloader_idx == QUERIES else self.embed_gallery
+        embeddings = embed(batch["input"])
+        if not torch.isfinite(embeddings.float()).all():
+            side = "query" if dataloader_idx == QUERIES else "gallery"
+            raise FloatingPointError(f"{type(self).__name__} produced NaN/inf {side} embeddings")
+        self._buffers_by_loader.setdefault(dataloader_idx, []).append(
+            (embeddings.detach(), batch["label"].detach(), batch["index"].detach())
+        )
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._collect(batch, dataloader_idx)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._collect(batch, dataloader_idx)
+
+    def on_validation_epoch_start(self) -> None:
+        self._buffers_by_loader = {}
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _score(self, stage: str) -> dict[str, float]:
+        gathered = {}
+        for loader, name in ((QUERIES, "query"), (GALLERY, "gallery")):
+            parts = self._buffers_by_loader.get(loader)
+            if not parts:
+                raise RuntimeError(f"{stage}: the {name} dataloader produced no batches")
+            emb, lab, idx = (torch.cat(p) for p in zip(*parts, strict=True))
+            gathered[name] = gather_embeddings(emb, lab, idx)
+        self._buffers_by_loader = {}
+        (q, ql), (g, gl) = gathered["query"], gathered["gallery"]
+        self.last_embeddings = {"query": (q, ql), "gallery": (g, gl)}
+        metrics = evaluate(q, ql, g, gl, distance=self.distance, metrics=self.eval_metrics)
+        self.last_metrics = metrics
+        # every rank holds the same gathered data and so the same numbers: no sync needed
+        self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items()}, sync_dist=False)
+        return metrics
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self._buffers_by_loader = {}
+            return
+        self._score("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._score("test")
+
+    def configure_optimizers(self) -> Any:  # untrained methods have nothing to optimise
+        return None

@@ -1,0 +1,231 @@
+"""``sbir-bench bench``: one composed config -> for each split and seed: data, method, Trainer, test, record.
+
+The path a run walks (spec/architecture.md): registry -> DataModule + method + Trainer -> ``trainer.fit``
+(checkpoint chosen by validation retrieval mAP, resumable) -> ``trainer.test`` (the evaluation engine
+scores gathered embeddings) -> one JSON record -> leaderboard rebuilt from all records.
+
+Reruns skip every (method, variant, dataset, split, seed, config hash) that already has a finished record,
+so an interrupted ``make bench`` resumes where it stopped and never duplicates a record.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig
+
+from sbir_bench.config import config_hash, to_container
+from sbir_bench.data.modules import RetrievalDataModule
+from sbir_bench.evaluation.search import top_k
+from sbir_bench.leaderboard.build import rebuild
+from sbir_bench.leaderboard.record import RunRecord, environment_info, find_record, new_run_id, write_record
+from sbir_bench.loggers import build_logger, finish, log_run_summary
+from sbir_bench.methods.base import RetrievalMethod
+from sbir_bench.registry import METHODS
+from sbir_bench.viz import retrieval_grid
+
+GRID_TOP = 10
+
+
+@dataclass
+class BenchSummary:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    logged_to: list[str] = field(default_factory=list)
+    changed_rows: list[dict[str, Any]] = field(default_factory=list)
+    leaderboard: pd.DataFrame | None = None
+
+
+def say(message: str) -> None:
+    if rank_zero_only.rank == 0:
+        print(f"[sbir-bench] {message}", flush=True)
+
+
+def bench(cfg: DictConfig) -> BenchSummary:
+    """Run every (split, seed) of the composed config, then rebuild the leaderboard from all records."""
+    summary = BenchSummary()
+    chash = config_hash(cfg)
+    results_dir = Path(cfg.paths.results_dir)
+    METHODS.get(cfg.method.name)  # unknown names fail here, before any data is built
+    for split in cfg.data.splits:
+        for seed in cfg.seeds:
+            identity = (cfg.method.name, cfg.variant, cfg.data.dataset, split, int(seed), chash)
+            done = None if cfg.force else find_record(results_dir, identity)
+            if done is not None:
+                path = Path(done.extra.get("path", ""))
+                say(f"skip {'/'.join(map(str, identity))}: finished record exists ({done.run_id})")
+                summary.skipped.append(path)
+                continue
+            path, logged_to = run_one(cfg, split=split, seed=int(seed), chash=chash)
+            if path is not None:
+                summary.written.append(path)
+            if logged_to:
+                summary.logged_to.append(logged_to)
+    if rank_zero_only.rank == 0:
+        summary.leaderboard, summary.changed_rows = rebuild(results_dir, Path(cfg.paths.leaderboard_dir))
+    return summary
+
+
+def build_datamodule(cfg: DictConfig, split: str, seed: int, method_cls: type[RetrievalMethod]) -> RetrievalDataModule:
+    data = cfg.data
+    datamodule = RetrievalDataModule(
+        dataset=data.dataset,
+        split=split,
+        dataset_kwargs=dict(data.dataset_kwargs),
+        cache_dir=cfg.paths.cache_dir,
+        backbone=dict(data.backbone),
+        batch_size=int(cfg.method.get("batch_size") or data.batch_size),
+        eval_batch_size=int(data.eval_batch_size),
+        num_workers=int(data.num_workers),
+        seed=seed,
+    )
+    datamodule.configure_for(method_cls.inputs, method_cls.train_sampling)
+    return datamodule
+
+
+def build_trainer(cfg: DictConfig, *, run_dir: Path, logger: Any, needs_training: bool) -> tuple[L.Trainer, ModelCheckpoint | None]:
+    options = dict(cfg.trainer)
+    max_epochs = options.pop("max_epochs") or cfg.method.max_epochs
+    callbacks: list[Any] = []
+    checkpoint = None
+    if needs_training:
+        checkpoint = ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best-epoch{epoch}",
+            auto_insert_metric_name=False,
+            monitor=f"val/{cfg.evaluation.monitor}",
+            mode="max",
+            save_last=True,
+        )
+        callbacks.append(checkpoint)
+    trainer = L.Trainer(
+        **options,
+        max_epochs=max(int(max_epochs), 1),
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
+        enable_checkpointing=needs_training,
+        default_root_dir=str(run_dir),
+    )
+    return trainer, checkpoint
+
+
+def run_one(cfg: DictConfig, *, split: str, seed: int, chash: str) -> tuple[Path | None, str | None]:
+    """Train (if the method trains) and evaluate one (split, seed); rank 0 writes the record."""
+    L.seed_everything(seed, workers=True)
+    method_cls = METHODS.get(cfg.method.name)
+    name = f"{cfg.method.name}-{cfg.variant}-{cfg.data.dataset}-{split}-seed{seed}"
+    run_dir = Path(cfg.paths.output_dir) / "runs" / cfg.data.dataset / split / cfg.method.name / (
+        f"{cfg.variant}-seed{seed}-{chash}"
+    )
+    say(f"run {name} -> {run_dir}")
+    datamodule = build_datamodule(cfg, split, seed, method_cls)
+    datamodule.prepare_data()
+    datamodule.setup()
+    method = method_cls(data=datamodule.info(), eval_metrics=list(cfg.evaluation.metrics), **cfg.method.kwargs)
+    config = to_container(cfg)
+    logger = build_logger(
+        cfg.logger, run_dir=run_dir, name=name, group=f"{cfg.method.name}/{cfg.data.dataset}", config=config
+    )
+    trainer, checkpoint = build_trainer(cfg, run_dir=run_dir, logger=logger, needs_training=method.needs_training)
+    started, train_seconds, eval_seconds = time.perf_counter(), 0.0, 0.0
+    record = RunRecord(
+        method=cfg.method.name,
+        variant=cfg.variant,
+        dataset=cfg.data.dataset,
+        split=split,
+        setting=datamodule.split_.setting,
+        seed=seed,
+        status="ok",
+        metrics={},
+        counts={},
+        config=config,
+        config_hash=chash,
+        commit="",
+        versions={},
+        hardware={},
+        train_seconds=0.0,
+        eval_seconds=0.0,
+        created_at="",
+        run_id=new_run_id(),
+    )
+    try:
+        best = None
+        if method.needs_training:
+            last = run_dir / "checkpoints" / "last.ckpt"
+            resume_from = str(last) if cfg.resume and last.is_file() else None
+            if resume_from:
+                say(f"resuming {name} from {last}")
+            trainer.fit(method, datamodule=datamodule, ckpt_path=resume_from)
+            train_seconds = time.perf_counter() - started
+            best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+        evaluated = time.perf_counter()
+        trainer.test(method, datamodule=datamodule, ckpt_path=best, verbose=False)
+        eval_seconds = time.perf_counter() - evaluated
+    except Exception:
+        if trainer.is_global_zero:
+            record.status, record.error = "error", traceback.format_exc(limit=20)
+            _finish_record(record, trainer, train_seconds, eval_seconds, best_checkpoint=None, run_dir=run_dir)
+            path = write_record(record, Path(cfg.paths.results_dir))
+            say(f"FAILED {name}; error record {path}")
+        finish(logger)
+        raise
+    if not trainer.is_global_zero:
+        return None, None
+    metrics = dict(method.last_metrics)
+    record.counts = {k: int(v) for k, v in metrics.items() if k.startswith("n_")}
+    record.counts.update({f"split_{k}": v for k, v in datamodule.split_.counts().items()})
+    record.metrics = {k: float(v) for k, v in metrics.items() if not k.startswith("n_")}
+    _finish_record(record, trainer, train_seconds, eval_seconds, best_checkpoint=best, run_dir=run_dir)
+    path = write_record(record, Path(cfg.paths.results_dir))
+    say(f"record {path}")
+    row = pd.DataFrame([{"method": record.method, "split": split, "seed": seed, **record.metrics}])
+    grid = draw_grid(method, datamodule, int(cfg.evaluation.grid_queries))
+    logged_to = log_run_summary(logger, metrics=record.metrics, rows=row, grid=grid)
+    finish(logger)
+    return path, logged_to
+
+
+def _finish_record(
+    record: RunRecord, trainer: L.Trainer, train_seconds: float, eval_seconds: float, *, best_checkpoint: str | None,
+    run_dir: Path,
+) -> None:
+    record.commit, record.versions, record.hardware = environment_info()
+    record.train_seconds, record.eval_seconds = round(train_seconds, 3), round(eval_seconds, 3)
+    record.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    datamodule = trainer.datamodule
+    batch_size = getattr(datamodule, "batch_size", None)
+    record.extra = {
+        "world_size": trainer.world_size,
+        "effective_batch_size": batch_size * trainer.world_size if batch_size else None,
+        "accelerator": type(trainer.accelerator).__name__,
+        "epochs_trained": trainer.current_epoch,
+        "best_checkpoint": best_checkpoint,
+        "run_dir": str(run_dir),
+    }
+
+
+def draw_grid(method: RetrievalMethod, datamodule: RetrievalDataModule, num_queries: int):  # noqa: ANN201
+    """Queries spread evenly over the test queries, each with its top 10 (for the logger)."""
+    if num_queries <= 0 or "query" not in method.last_embeddings:
+        return None
+    (queries, query_labels), (gallery, gallery_labels) = method.last_embeddings["query"], method.last_embeddings["gallery"]
+    chosen = np.linspace(0, len(queries) - 1, num=min(num_queries, len(queries))).round().astype(int)
+    _, ranked = top_k(queries[chosen], gallery, min(GRID_TOP, len(gallery)), distance=method.distance)
+    query_rows, gallery_rows = datamodule.query_records("test"), datamodule.gallery_records("test")
+    return retrieval_grid(
+        query_rows["path"].iloc[chosen].tolist(),
+        query_labels[chosen].tolist(),
+        gallery_rows["path"].tolist(),
+        gallery_labels.tolist(),
+        ranked.cpu().numpy(),
+    )

@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny synthetic configuration that trains and evaluates in seconds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests never reach W&B servers or pop up prompts.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+
+TINY_DATA = [
+    "data.dataset_kwargs.num_classes=12",
+    "data.dataset_kwargs.photos_per_class=12",
+    "data.dataset_kwargs.sketches_per_photo=1",
+    "data.dataset_kwargs.image_size=32",
+    "data.dataset_kwargs.num_unseen=2",
+    "data.backbone.image_size=32",
+    "data.backbone.pretrain_epochs=1",
+]
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path):
+    """Overrides that point every output of a bench run into tmp_path, on tiny synthetic data."""
+    cache = os.environ.get("SBIR_TEST_CACHE", str(tmp_path / "cache"))
+    return [
+        f"paths.cache_dir={cache}",
+        f"paths.results_dir={tmp_path / 'results'}",
+        f"paths.leaderboard_dir={tmp_path / 'leaderboard'}",
+        f"paths.output_dir={tmp_path / 'outputs'}",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        *TINY_DATA,
+    ]

@@ -1,0 +1,79 @@
+"""Every config composes, and every method/data/trainer/logger config instantiates its object."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+
+from sbir_bench.config import ConfigError, available, compose, config_hash
+from sbir_bench.data.modules import RetrievalDataModule
+from sbir_bench.data.records import DataInfo
+from sbir_bench.loggers import build_logger
+from sbir_bench.registry import METHODS, list_methods
+from sbir_bench.runner import build_trainer
+
+
+def fake_info(dim: int) -> DataInfo:
+    return DataInfo(num_classes=6, seen_classes=(0, 1, 2, 3, 4), feature_dim=dim, image_size=32,
+                    class_semantics=np.eye(6, dtype=np.float32))
+
+
+def test_every_registered_method_has_a_config():
+    assert set(list_methods()) <= set(available("method"))
+
+
+@pytest.mark.parametrize("method", available("method"))
+def test_method_config_instantiates(method):
+    cfg = compose([f"method={method}"])
+    assert cfg.method.name in METHODS
+    dim = 4096 if "paper" in method else 64
+    model = METHODS.create(cfg.method.name, data=fake_info(dim), **cfg.method.kwargs)
+    assert isinstance(model, L.LightningModule)
+
+
+@pytest.mark.parametrize("data", available("data"))
+def test_data_config_instantiates(data, tmp_path):
+    cfg = compose([f"data={data}"])
+    assert cfg.data.splits, "a data config names at least one split"
+    for split in cfg.data.splits:
+        RetrievalDataModule(dataset=cfg.data.dataset, split=split, dataset_kwargs=dict(cfg.data.dataset_kwargs),
+                            cache_dir=str(tmp_path), backbone=dict(cfg.data.backbone))
+
+
+@pytest.mark.parametrize("trainer", available("trainer"))
+def test_trainer_config_instantiates(trainer, tmp_path):
+    cfg = compose([f"trainer={trainer}", "trainer.accelerator=cpu"])
+    built, checkpoint = build_trainer(cfg, run_dir=tmp_path, logger=None, needs_training=True)
+    assert isinstance(built, L.Trainer) and checkpoint is not None
+    assert checkpoint.monitor == "val/map@200" and checkpoint.mode == "max"
+
+
+@pytest.mark.parametrize("logger", available("logger"))
+def test_logger_config_instantiates(logger, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cfg = compose([f"logger={logger}"])
+    built = build_logger(cfg.logger, run_dir=tmp_path, name="t", group="g", config={"a": 1})
+    assert (built is None) == (logger == "none")
+
+
+@pytest.mark.parametrize("experiment", available("experiment"))
+def test_experiment_config_composes(experiment):
+    cfg = compose([f"experiment={experiment}"])
+    assert cfg.variant != "default", "an experiment labels its leaderboard rows"
+
+
+def test_typo_in_override_names_known_configs():
+    with pytest.raises(ConfigError, match="method: .*cvae"):
+        compose(["methd=cvae"])
+    with pytest.raises(ConfigError):
+        compose(["data.batchsize=3"])
+    with pytest.raises(ConfigError):
+        compose(["method=no_such_method"])
+
+
+def test_config_hash_ignores_how_a_run_is_executed():
+    base = config_hash(compose([]))
+    assert base == config_hash(compose(["trainer=ddp", "seeds=[1,2]", "logger=none", "data=synthetic_zs"]))
+    assert base != config_hash(compose(["method.max_epochs=3"]))
+    assert base != config_hash(compose(["variant=other"]))
