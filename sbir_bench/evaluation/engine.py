@@ -1,0 +1,213 @@
+"""The evaluation engine: embeddings + labels -> retrieval metrics, and the DDP gather in front of it.
+
+``evaluate`` ranks the whole gallery for every query with the exact chunked search of
+:mod:`sbir_bench.evaluation.search` (ties: ascending distance, then ascending gallery index) and
+averages the per-query metrics of :mod:`sbir_bench.evaluation.metrics` (plain mean over queries). A
+gallery item is relevant to a query when their labels are equal. It always runs on the CPU (one
+worker thread per core torch may use, BLAS single-threaded in each), so the numbers do not depend on
+the accelerator that produced the embeddings, nor on the chunk size or the number of workers.
+
+Queries are processed sorted by label, so each chunk holds few classes and the relevant columns of a
+class are looked up once per run of same-class queries; ``map@all`` then needs only the ranks of those
+columns (a binary search in each sorted row), never the full Q x G matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from sbir_bench.evaluation.metrics import MetricSpec, average_precision, parse_metric
+from sbir_bench.evaluation.search import (
+    PairwiseScorer,
+    relevant_ranks,
+    smallest_k,
+    to_numpy,
+)
+
+DEFAULT_METRICS = ("p@100", "p@200", "map@200", "map@200_yelamarthi", "map@all")
+BACKENDS = ("torch",)
+
+
+def _label_codes(
+    query_labels: Any, gallery_labels: Any, n_queries: int, n_gallery: int
+) -> tuple[np.ndarray, ...]:
+    """Integer labels -> dense codes 0..C-1 shared by queries and gallery."""
+    arrays = []
+    for labels, name, expected in (
+        (query_labels, "query", n_queries),
+        (gallery_labels, "gallery", n_gallery),
+    ):
+        array = to_numpy(labels, f"{name} labels")
+        if array.ndim != 1 or array.dtype.kind not in "iu":
+            raise ValueError(
+                f"{name} labels must be a 1-D integer array, got {array.dtype} {tuple(array.shape)}"
+            )
+        if len(array) != expected:
+            raise ValueError(f"{name} labels: {len(array)} labels for {expected} embeddings")
+        arrays.append(array.astype(np.int64, copy=False))
+    _, codes = np.unique(np.concatenate(arrays), return_inverse=True)
+    return codes[:n_queries], codes[n_queries:]
+
+
+def _label_runs(codes: np.ndarray) -> Iterable[tuple[int, int, int]]:
+    """(start, stop, code) of each run of equal codes in a sorted code array."""
+    starts = np.flatnonzero(np.diff(codes)) + 1
+    bounds = np.concatenate(([0], starts, [len(codes)]))
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        yield int(start), int(stop), int(codes[start])
+
+
+def evaluate(
+    query_embeddings: Any,
+    query_labels: Any,
+    gallery_embeddings: Any,
+    gallery_labels: Any,
+    *,
+    distance: str = "cosine",
+    metrics: Iterable[str] = DEFAULT_METRICS,
+    chunk_size: int | None = None,
+    backend: str = "torch",
+) -> dict[str, float]:
+    """Each requested metric (mean over queries) plus the counts ``n_queries``, ``n_gallery`` and
+    ``n_queries_without_relevant``.
+
+    Metric names: ``p@<K>``, ``map@<K>``, ``map@<K>_yelamarthi``, ``map@all`` (see metrics.py). Queries
+    without any relevant gallery item count as 0 in the top-K metrics and are left out of ``map@all``
+    (NaN if no query has one). Inputs are tensors or arrays (any device; the work runs on the CPU);
+    labels are integers [N]. ``chunk_size`` (rows selected at a time) bounds memory, never changes
+    results. ``backend="torch"`` is the built-in exact engine, the only one (faiss adds nothing exact).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    specs = [parse_metric(name) for name in ((metrics,) if isinstance(metrics, str) else metrics)]
+    scorer = PairwiseScorer(query_embeddings, gallery_embeddings, distance)
+    query_codes, gallery_codes = _label_codes(
+        query_labels, gallery_labels, scorer.n_queries, scorer.n_gallery
+    )
+    class_sizes = np.bincount(gallery_codes, minlength=int(query_codes.max(initial=0)) + 1)
+    n_relevant = class_sizes[query_codes]
+    gallery_by_class = np.split(np.argsort(gallery_codes, kind="stable"), np.cumsum(class_sizes)[:-1])
+
+    top_k_specs = [spec for spec in specs if spec.k is not None]
+    k_max = max((spec.k for spec in top_k_specs if spec.k is not None), default=0)
+    wants_map_all = any(spec.k is None for spec in specs)
+
+    def score(rows: np.ndarray, keys: np.ndarray) -> dict[str, np.ndarray]:
+        codes = query_codes[rows]
+        values: dict[str, np.ndarray] = {}
+        if k_max:
+            relevance = gallery_codes[smallest_k(keys, k_max)] == codes[:, None]
+            for spec in top_k_specs:
+                assert spec.top_k_metric is not None and spec.k is not None
+                values[spec.name] = spec.top_k_metric(relevance, spec.k)
+        if wants_map_all:
+            ap = np.full(len(rows), np.nan)
+            for start, stop, code in _label_runs(codes):
+                if class_sizes[code]:
+                    ap[start:stop] = average_precision(
+                        relevant_ranks(keys[start:stop], gallery_by_class[code])
+                    )
+            values["map@all"] = ap
+        return values
+
+    # queries sorted by label: a block holds few classes, each class's relevant columns are shared
+    by_label = np.argsort(query_codes, kind="stable")
+    per_block = scorer.map_blocks(score, by_label, chunk_size) if specs else []
+    result = {spec.name: _mean(spec, [block[spec.name] for block in per_block]) for spec in specs}
+    result["n_queries"] = float(scorer.n_queries)
+    result["n_gallery"] = float(scorer.n_gallery)
+    result["n_queries_without_relevant"] = float((n_relevant == 0).sum())
+    return result
+
+
+def _mean(spec: MetricSpec, chunks: list[np.ndarray]) -> float:
+    values = np.concatenate(chunks)
+    if spec.k is None:
+        values = values[~np.isnan(values)]
+        if values.size == 0:
+            return float("nan")
+    return float(values.mean())
+
+
+# --- distributed gather ---------------------------------------------------------------------------------
+def _all_gather_padded(tensor: Tensor, device: torch.device) -> list[Tensor]:
+    """all_gather of tensors whose first dimension differs between ranks (pad to the largest, then trim)."""
+    local = tensor.to(device)
+    size = torch.tensor([local.shape[0]], device=device, dtype=torch.int64)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    longest = int(max(int(s) for s in sizes))
+    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=device)
+    padded[: local.shape[0]] = local
+    gathered = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(gathered, padded)
+    return [part[: int(n)] for part, n in zip(gathered, sizes, strict=True)]
+
+
+def _collective_device(tensor: Tensor) -> torch.device:
+    if "nccl" in str(dist.get_backend()).lower():
+        return torch.device("cuda", torch.cuda.current_device())
+    return tensor.device
+
+
+def gather_embeddings(
+    embeddings: Tensor, labels: Tensor, indices: Tensor, *, n_expected: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Embeddings and labels of the whole dataset, in global index order, on every rank.
+
+    Under an initialised ``torch.distributed`` group every rank's rows are all-gathered (row counts may
+    differ between ranks; with NCCL the collective runs on the current CUDA device). Rows repeating a
+    global index (DistributedSampler pads its last shards by repeating samples) are dropped, keeping the
+    first; they must carry the same label. The indices must then be exactly 0..N-1 with N = max index + 1
+    (or ``n_expected`` when given, which also catches missing trailing indices), else a RuntimeError names
+    the missing ones. Without distributed the same checks run on the local rows. Results stay on the
+    device ``embeddings`` came on.
+    """
+    if not len(embeddings) == len(labels) == len(indices):
+        raise ValueError(f"{len(embeddings)} embeddings, {len(labels)} labels and {len(indices)} indices")
+    output_device = embeddings.device
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        device = _collective_device(embeddings)
+        bits = embeddings.dtype == torch.bool  # not every backend transfers bool tensors
+        parts = _all_gather_padded(embeddings.to(torch.uint8) if bits else embeddings, device)
+        embeddings = torch.cat(parts).to(torch.bool) if bits else torch.cat(parts)
+        labels = torch.cat(_all_gather_padded(labels, device))
+        indices = torch.cat(_all_gather_padded(indices, device))
+    keep = _first_of_each_index(indices.long().cpu(), labels.cpu(), n_expected)
+    return embeddings[keep.to(embeddings.device)].to(output_device), labels[keep.to(labels.device)].to(
+        output_device
+    )
+
+
+def _first_of_each_index(indices: Tensor, labels: Tensor, n_expected: int | None) -> Tensor:
+    """Row of the first occurrence of each index 0..N-1, in index order; RuntimeError when any is missing."""
+    order = torch.sort(indices, stable=True).indices
+    sorted_indices = indices[order]
+    is_first = torch.ones(len(indices), dtype=torch.bool)
+    is_first[1:] = sorted_indices[1:] != sorted_indices[:-1]
+    if len(indices) and sorted_indices[0] < 0:
+        raise RuntimeError(f"negative global indices: {sorted_indices[sorted_indices < 0][:10].tolist()}")
+    sorted_labels = labels[order]
+    if not torch.equal(sorted_labels, sorted_labels[is_first][torch.cumsum(is_first, 0) - 1]):
+        raise RuntimeError("rows repeating a global index carry different labels")
+    distinct = sorted_indices[is_first]
+    n_items = n_expected if n_expected is not None else (int(distinct[-1]) + 1 if len(distinct) else 0)
+    if n_items == 0:
+        raise RuntimeError("no rows to gather: the dataset is empty")
+    if len(distinct) != n_items or int(distinct[-1]) != n_items - 1:
+        present = torch.zeros(max(n_items, int(distinct[-1]) + 1 if len(distinct) else 0), dtype=torch.bool)
+        present[distinct] = True
+        missing = torch.nonzero(~present[:n_items]).flatten().tolist()
+        extra = distinct[distinct >= n_items].tolist()
+        raise RuntimeError(
+            f"gathered indices are not exactly 0..{n_items - 1}: "
+            f"{len(missing)} missing (first: {missing[:10]})"
+            + (f", {len(extra)} beyond the end (first: {extra[:10]})" if extra else "")
+        )
+    return order[is_first]
