@@ -1,0 +1,251 @@
+"""Leaderboard builder: golden files, mean ± SEM, latest record wins, exclusions, paper columns, changes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sbir_bench.leaderboard.build import (
+    COLUMNS,
+    PAPER_COLUMNS,
+    build_table,
+    changed_rows,
+    format_csv,
+    load_paper_results,
+    rebuild,
+    write_leaderboard,
+)
+from sbir_bench.leaderboard.record import RunRecord, write_record
+
+from .conftest import record
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def scores(p200: float, map200: float, yelamarthi: float, p100: float, map_all: float) -> dict[str, float]:
+    names = ("p@200", "map@200", "map@200_yelamarthi", "p@100", "map@all")
+    return dict(zip(names, (p200, map200, yelamarthi, p100, map_all), strict=True))
+
+
+def run(index: int, method: str, dataset: str, split: str, seed: int, metrics: dict, **extra) -> RunRecord:
+    setting = "traditional" if split.startswith("traditional") else "zeroshot"
+    return record(
+        method=method,
+        dataset=dataset,
+        split=split,
+        setting=setting,
+        seed=seed,
+        metrics=metrics,
+        created_at=f"2025-01-{index + 1:02d}T00:00:00+00:00",
+        run_id=f"202501{index + 1:02d}T000000000000Z-{index:08x}",
+        **extra,
+    )
+
+
+def golden_records() -> list[RunRecord]:
+    """Two datasets, methods, variants and seeds; a rerun, a failed run and a method without paper row."""
+    return [
+        # sketchy: cvae, 3 zero-shot seeds and 2 traditional ones
+        run(0, "cvae", "sketchy", "zeroshot_yelamarthi", 0, scores(0.30, 0.40, 0.20, 0.35, 0.10)),
+        run(1, "cvae", "sketchy", "zeroshot_yelamarthi", 1, scores(0.33, 0.42, 0.22, 0.38, 0.12)),
+        run(2, "cvae", "sketchy", "zeroshot_yelamarthi", 2, scores(0.36, 0.47, 0.25, 0.41, 0.14)),
+        run(3, "cvae", "sketchy", "traditional", 0, scores(0.70, 0.80, 0.50, 0.75, 0.40)),
+        run(4, "cvae", "sketchy", "traditional", 1, scores(0.74, 0.82, 0.54, 0.77, 0.42)),
+        # the zero-shot seed 0 run again later (its numbers win over index 0) ...
+        run(5, "cvae", "sketchy", "zeroshot_yelamarthi", 0, scores(0.27, 0.38, 0.19, 0.33, 0.09)),
+        # ... and a seed that failed (left out)
+        run(6, "cvae", "sketchy", "zeroshot_yelamarthi", 3, {}, status="error", error="CUDA out of memory"),
+        # baseline: one zero-shot seed; gdh: no paper row
+        run(7, "baseline", "sketchy", "zeroshot_yelamarthi", 0, scores(0.11, 0.25, 0.05, 0.12, 0.04)),
+        run(8, "gdh", "sketchy", "zeroshot_yelamarthi", 0, scores(0.20, 0.45, 0.12, 0.22, 0.08)),
+        # synthetic: no paper columns; the paper variant of cvae is its own row
+        run(9, "cvae", "synthetic", "zeroshot", 0, scores(0.50, 0.60, 0.40, 0.55, 0.30)),
+        run(10, "cvae", "synthetic", "zeroshot", 1, scores(0.52, 0.61, 0.42, 0.57, 0.31)),
+        run(11, "cvae", "synthetic", "traditional", 0, scores(0.90, 0.95, 0.85, 0.92, 0.80)),
+        run(12, "cvae", "synthetic", "zeroshot", 0, scores(0.55, 0.65, 0.45, 0.58, 0.33), variant="paper"),
+        run(13, "baseline", "synthetic", "zeroshot", 0, scores(0.25, 0.70, 0.10, 0.30, 0.15)),
+        run(14, "baseline", "synthetic", "traditional", 0, scores(0.60, 0.75, 0.45, 0.65, 0.35)),
+    ]
+
+
+def write_all(records: list[RunRecord], results: Path) -> None:
+    for item in records:
+        write_record(item, results)
+
+
+def test_rebuild_matches_the_golden_files(tmp_path):
+    write_all(golden_records(), tmp_path / "results")
+    table, changes = rebuild(tmp_path / "results", tmp_path / "out")
+    assert (tmp_path / "out" / "leaderboard.csv").read_text() == (GOLDEN / "leaderboard.csv").read_text()
+    assert (tmp_path / "out" / "leaderboard.md").read_text() == (GOLDEN / "leaderboard.md").read_text()
+    assert list(table.columns) == list(COLUMNS)
+    assert [c["change"] for c in changes] == ["added"] * len(table)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["leaderboard.csv", "leaderboard.md"]
+
+
+def test_golden_row_order_and_hand_checked_values():
+    table = build_table(golden_records(), load_paper_results())
+    keys = list(zip(table["dataset"], table["method"], table["variant"], strict=True))
+    assert keys == [
+        ("sketchy", "gdh", "default"),  # zs map@200 0.45
+        ("sketchy", "cvae", "default"),  # (0.38 + 0.42 + 0.47) / 3 = 0.4233
+        ("sketchy", "baseline", "default"),  # 0.25
+        ("synthetic", "baseline", "default"),  # 0.70
+        ("synthetic", "cvae", "paper"),  # 0.65
+        ("synthetic", "cvae", "default"),  # 0.605
+    ]
+    cvae = table.iloc[1]
+    assert cvae["zs_n"] == 3 and cvae["trad_n"] == 2, "the failed seed is left out, the rerun counted once"
+    assert cvae["zs_p@200"] == pytest.approx((0.27 + 0.33 + 0.36) / 3), "the rerun replaces the first run"
+    assert cvae["paper_zs_p@200"] == 0.333 and cvae["paper_zs_map@200_yelamarthi"] == 0.225
+    assert math.isnan(cvae["paper_trad_p@200"]), "the paper has no traditional CVAE number"
+
+
+def test_mean_and_standard_error_by_hand(make_record):
+    # p@200 over three seeds: 0.20, 0.25, 0.30. mean = 0.25; deviations -0.05, 0, 0.05;
+    # sample variance = (0.0025 + 0 + 0.0025) / (3 - 1) = 0.0025, std = 0.05; sem = 0.05 / sqrt(3) = 0.028868.
+    records = [
+        make_record(seed=seed, metrics={"p@200": value, "map@200": 0.5}, run_id=f"r{seed}")
+        for seed, value in enumerate([0.20, 0.25, 0.30])
+    ]
+    row = build_table(records).iloc[0]
+    assert row["zs_p@200"] == pytest.approx(0.25)
+    assert row["zs_p@200_sem"] == pytest.approx(0.028867513)
+    assert row["zs_map@200_sem"] == pytest.approx(0.0)
+    assert row["zs_n"] == 3 and row["trad_n"] == 0 and math.isnan(row["trad_p@200"])
+    assert (
+        format_csv(build_table(records))
+        .splitlines()[1]
+        .startswith("cvae,default,synthetic,,zeroshot,,,,,0,0.2500,0.0289,0.5000,0.0000,3,")
+    )
+    single = build_table(records[:1]).iloc[0]
+    assert single["zs_n"] == 1 and math.isnan(single["zs_p@200_sem"]), "no standard error from one seed"
+
+
+def test_latest_record_wins_by_time_then_run_id(make_record):
+    early = make_record(metrics={"p@200": 0.9}, created_at="2025-01-01T00:00:00+00:00", run_id="b")
+    late = make_record(metrics={"p@200": 0.1}, created_at="2025-06-01T00:00:00+00:00", run_id="a")
+    assert build_table([late, early]).iloc[0]["zs_p@200"] == pytest.approx(0.1)
+    tie = make_record(metrics={"p@200": 0.5}, created_at="2025-06-01T00:00:00+00:00", run_id="c")
+    row = build_table([tie, early, late]).iloc[0]
+    assert row["zs_p@200"] == pytest.approx(0.5) and row["zs_n"] == 1
+
+
+def test_older_configurations_are_left_out_with_a_warning(make_record):
+    old = make_record(seed=1, config_hash="oldoldold0", metrics={"p@200": 0.9}, run_id="a")
+    new = make_record(config_hash="newnewnew0", created_at="2025-02-01T00:00:00+00:00", run_id="b")
+    with pytest.warns(UserWarning, match="oldoldold0"):
+        row = build_table([old, new]).iloc[0]
+    assert row["zs_n"] == 1 and row["zs_p@200"] == pytest.approx(0.3)
+
+
+def test_error_records_never_count(make_record):
+    ok = make_record()
+    failed = make_record(seed=1, status="error", metrics={}, error="boom", run_id="z")
+    assert build_table([ok, failed]).iloc[0]["zs_n"] == 1
+    assert build_table([failed]).empty
+    empty = build_table([])
+    assert empty.empty and list(empty.columns) == list(COLUMNS)
+
+
+def test_paper_columns_only_on_sketchy_rows(make_record):
+    paper = load_paper_results()
+    rows = [
+        make_record(dataset="sketchy_extended", method="dsh", run_id="a"),
+        make_record(dataset="synthetic", method="dsh", run_id="b"),
+        make_record(dataset="tuberlin", method="cvae", run_id="c"),
+        make_record(dataset="sketchy", method="gdh", run_id="d"),
+    ]
+    table = build_table(rows, paper).set_index("dataset")
+    assert table.loc["sketchy_extended", list(PAPER_COLUMNS)].tolist() == [0.866, 0.153, 0.783, 0.059]
+    for dataset in ("synthetic", "tuberlin", "sketchy"):  # sketchy row: gdh has no paper numbers
+        assert table.loc[dataset, list(PAPER_COLUMNS)].isna().all(), dataset
+    assert build_table(rows).loc[:, list(PAPER_COLUMNS)].isna().all().all(), "no paper table: no numbers"
+
+
+def test_paper_results_match_the_reference_table():
+    # methods-image.md, "Reference numbers": P@200 trad, P@200 zs, mAP@200 trad, mAP@200 zs ("–" = None).
+    expected = {
+        "baseline": (None, 0.106, None, 0.054),
+        "siamese1": (None, 0.243, None, 0.134),
+        "siamese2": (0.690, 0.251, 0.518, 0.149),
+        "triplet_coarse": (0.761, 0.169, 0.573, 0.083),
+        "triplet_fine": (None, 0.155, None, 0.081),
+        "dsh": (0.866, 0.153, 0.783, 0.059),
+        "direct_regression": (None, 0.066, None, 0.022),
+        "eszsl": (None, 0.187, None, 0.117),
+        "sae": (None, 0.238, None, 0.136),
+        "caae": (None, 0.260, None, 0.156),
+        "cvae": (None, 0.333, None, 0.225),
+    }
+    paper = load_paper_results()
+    found = {
+        row["method"]: tuple(None if pd.isna(row[c]) else row[c] for c in PAPER_COLUMNS)
+        for row in paper.to_dict("records")
+    }
+    assert found == expected
+    assert paper.set_index("method").at["dsh", "paper_label"] == "DSH (128 bits)"
+    assert paper["source"].str.contains("Yelamarthi").all()
+
+
+def test_splits_of_one_setting_are_never_averaged(make_record):
+    rows = [
+        make_record(dataset="sketchy", split="zeroshot_yelamarthi", metrics={"p@200": 0.2}, run_id="a"),
+        make_record(dataset="sketchy", split="zeroshot_shen", metrics={"p@200": 0.4}, run_id="b"),
+        make_record(dataset="sketchy", split="traditional", setting="traditional", run_id="c"),
+    ]
+    table = build_table(rows).set_index("zs_split")
+    assert table.loc["zeroshot_yelamarthi", "zs_p@200"] == pytest.approx(0.2)
+    assert table.loc["zeroshot_shen", "zs_p@200"] == pytest.approx(0.4)
+    assert (table["trad_split"] == "traditional").all() and (table["trad_n"] == 1).all()
+
+
+def test_changed_rows_against_the_previous_leaderboard(tmp_path, make_record):
+    results, out = tmp_path / "results", tmp_path / "out"
+    first = make_record(run_id="a")
+    write_record(first, results)
+    _, changes = rebuild(results, out)
+    assert [(c["change"], c["method"]) for c in changes] == [("added", "cvae")]
+    assert rebuild(results, out)[1] == [], "rebuilding from the same records changes nothing"
+
+    write_record(make_record(seed=1, metrics={"p@200": 0.5, "map@200": 0.4}, run_id="b"), results)
+    baseline = write_record(make_record(method="baseline", run_id="c"), results)
+    _, changes = rebuild(results, out)
+    by_method = {c["method"]: c for c in changes}
+    assert by_method["baseline"]["change"] == "added"
+    cvae = by_method["cvae"]
+    assert cvae["change"] == "changed" and cvae["zs_p@200"] == "0.4000"
+    assert cvae["changed_columns"].split(", ") == ["zs_p@200", "zs_p@200_sem", "zs_map@200_sem", "zs_n"]
+
+    baseline.unlink()
+    _, changes = rebuild(results, out)
+    assert [(c["change"], c["method"]) for c in changes] == [("removed", "baseline")]
+
+
+def test_changed_rows_ignore_differences_below_the_printed_precision(make_record):
+    table = build_table([make_record()])
+    nudged = build_table([make_record(metrics={**make_record().metrics, "p@200": 0.30000001})])
+    assert changed_rows(format_csv(table), nudged) == []
+
+
+def test_rebuild_skips_unreadable_records_with_a_warning(tmp_path, make_record):
+    results = tmp_path / "results"
+    write_record(make_record(), results)
+    broken = results / "synthetic" / "zeroshot" / "cvae" / "default-seed9-broken.json"
+    broken.write_text("{")
+    with pytest.warns(UserWarning, match="default-seed9-broken.json"):
+        table, _ = rebuild(results, tmp_path / "out")
+    assert len(table) == 1
+
+
+def test_written_csv_reads_back_with_the_same_numbers(tmp_path):
+    table = build_table(golden_records(), load_paper_results())
+    csv_path, md_path = write_leaderboard(table, tmp_path / "new" / "dir")
+    back = pd.read_csv(csv_path)
+    assert list(back.columns) == list(COLUMNS)
+    numeric = [c for c in COLUMNS if c not in ("method", "variant", "dataset", "trad_split", "zs_split")]
+    assert ((back[numeric] - table[numeric]).abs().fillna(0) <= 5e-5).all().all()
+    assert md_path.read_text().count("\n## ") == 2
