@@ -1,0 +1,376 @@
+"""The LightningDataModule that serves one split of a registered dataset to a retrieval method.
+
+It knows nothing of on-disk layouts (the dataset registry returns a :class:`Catalog`) and nothing of
+methods (a method's class attributes ``inputs`` / ``train_sampling`` are handed to :meth:`configure_for`).
+
+Batches:
+
+- training, ``"pairs"``: ``{"sketch", "photo", "label", "sketch_index", "photo_index"}``, one item per
+  training sketch with its own photo (the photo of the same instance); indices are catalog record indices.
+- training, ``"triplets"``: ``{"sketch", "positive", "negative", "label"}``: positive = the sketch's own
+  photo, negative = a training photo of another class drawn afresh every epoch (coarse-grained).
+- validation / test: two loaders, queries (0) then gallery (1), batches ``{"input", "label", "index"}``
+  where ``index`` is the position in that query or gallery list (0..N-1), so the evaluation engine can
+  drop the duplicates a DistributedSampler pads with.
+
+Inputs are cached backbone features (float32 ``[d]``, :mod:`sbir_bench.data.features`) or image tensors
+(float32 ``[3, H, W]``, sketches read as RGB) through :func:`~sbir_bench.data.images.image_transform`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from sbir_bench.data.features import BackboneSpec, extract_features
+from sbir_bench.data.images import image_transform, load_image
+from sbir_bench.data.records import Catalog, DataInfo, DatasetError, Split
+from sbir_bench.registry import DATASETS
+
+__all__ = ["INPUTS", "TRAIN_SAMPLINGS", "RetrievalDataModule"]
+
+INPUTS = ("features", "images")
+TRAIN_SAMPLINGS = ("pairs", "triplets", "none")
+EVAL_PARTS = ("val", "test")
+
+
+class _Inputs:
+    """Record index -> model input: a row of the cached features, or a transformed RGB image."""
+
+    def __init__(self, paths: list[str], features: np.ndarray | None, transform: Any | None) -> None:
+        self.paths = paths
+        self.features = features
+        self.transform = transform
+
+    def __call__(self, record: int) -> Tensor:
+        if self.features is not None:
+            return torch.from_numpy(
+                np.array(self.features[record], dtype=np.float32)
+            )  # a copy off the memmap
+        return self.transform(load_image(self.paths[record], mode="RGB"))
+
+
+class _PartDataset(Dataset):
+    """One query or gallery list: ``{"input", "label", "index"}`` with ``index`` the position in the list."""
+
+    def __init__(self, records: np.ndarray, labels: np.ndarray, inputs: _Inputs) -> None:
+        self.records, self.labels, self.inputs = records, labels, inputs
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        return {
+            "input": self.inputs(int(self.records[position])),
+            "label": int(self.labels[position]),
+            "index": position,
+        }
+
+
+class _PairDataset(Dataset):
+    """Training sketch ``i`` with its own photo."""
+
+    def __init__(self, sketches: np.ndarray, photos: np.ndarray, labels: np.ndarray, inputs: _Inputs) -> None:
+        self.sketches, self.photos, self.labels, self.inputs = sketches, photos, labels, inputs
+
+    def __len__(self) -> int:
+        return len(self.sketches)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        sketch, photo = int(self.sketches[position]), int(self.photos[position])
+        return {
+            "sketch": self.inputs(sketch),
+            "photo": self.inputs(photo),
+            "label": int(self.labels[position]),
+            "sketch_index": sketch,
+            "photo_index": photo,
+        }
+
+
+class _TripletDataset(_PairDataset):
+    """Training sketch with its own photo (positive) and a given photo of another class (negative)."""
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:  # type: ignore[override]
+        position, negative = item
+        return {
+            "sketch": self.inputs(int(self.sketches[position])),
+            "positive": self.inputs(int(self.photos[position])),
+            "negative": self.inputs(negative),
+            "label": int(self.labels[position]),
+        }
+
+
+class _TripletSampler(Sampler):
+    """Each epoch: a seeded permutation of the training sketches, each paired with a negative photo drawn
+    uniformly from the training photos of the other classes.
+
+    The generator is the DataModule's seeded training generator, so epoch ``e`` of a rerun with the same
+    seed draws the same items. Under DDP, Lightning wraps it in a ``DistributedSamplerWrapper``; every
+    rank builds the same sequence and takes its own share.
+    """
+
+    def __init__(
+        self,
+        sketch_labels: np.ndarray,
+        photos: np.ndarray,
+        photo_labels: np.ndarray,
+        generator: torch.Generator,
+    ) -> None:
+        order = np.argsort(photo_labels, kind="stable")
+        self.photos_by_label = torch.as_tensor(photos[order])
+        sorted_labels = photo_labels[order]
+        self.class_start = torch.as_tensor(np.searchsorted(sorted_labels, sketch_labels, side="left"))
+        self.class_count = (
+            torch.as_tensor(np.searchsorted(sorted_labels, sketch_labels, side="right")) - self.class_start
+        )
+        if bool((self.class_count == len(photos)).any()):
+            raise DatasetError("triplets need training photos of at least two classes")
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.class_start)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = torch.randperm(len(self), generator=self.generator)
+        start, count = self.class_start[order], self.class_count[order]
+        draw = torch.rand(len(self), generator=self.generator, dtype=torch.float64) * (
+            len(self.photos_by_label) - count
+        )
+        draw = draw.long()
+        draw = draw + count * (draw >= start)  # skip the sketch's own class, a contiguous block
+        yield from zip(order.tolist(), self.photos_by_label[draw].tolist(), strict=True)
+
+
+class RetrievalDataModule(L.LightningDataModule):
+    """One split of a registered dataset, as features or images, for training and retrieval evaluation.
+
+    ``prepare_data`` builds the dataset and, for ``inputs="features"``, the (pre-trained) backbone and
+    its feature cache; ``setup`` loads them on every rank. ``backbone`` holds :class:`BackboneSpec`
+    fields. Seeds: the same ``seed`` gives the same training batches (a ``torch.Generator`` seeded from
+    it); random image augmentation additionally follows the global seed when ``num_workers == 0``.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        split: str,
+        *,
+        dataset_kwargs: dict[str, Any] | None = None,
+        cache_dir: str = ".cache/sbir_bench",
+        inputs: str = "features",
+        train_sampling: str = "pairs",
+        backbone: dict[str, Any] | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.split = split
+        self.dataset_kwargs = dict(dataset_kwargs or {})
+        self.cache_dir = str(cache_dir)
+        self.backbone = BackboneSpec.from_dict(backbone)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self._catalog: Catalog | None = None
+        self._split: Split | None = None
+        self._features: np.ndarray | None = None
+        self._train_generator = torch.Generator()
+        self.inputs, self.train_sampling = "", ""
+        self.configure_for(inputs, train_sampling)
+
+    # --- configuration ---------------------------------------------------------------------------
+    def configure_for(self, inputs: str, train_sampling: str) -> None:
+        """Serve what a method asks for (its class attributes); call before ``prepare_data``/``setup``."""
+        if inputs not in INPUTS:
+            raise ValueError(f"unknown inputs {inputs!r}; expected one of {INPUTS}")
+        if train_sampling not in TRAIN_SAMPLINGS:
+            raise ValueError(f"unknown train_sampling {train_sampling!r}; expected one of {TRAIN_SAMPLINGS}")
+        if self._catalog is not None and inputs != self.inputs:
+            raise RuntimeError("configure_for changed inputs after setup(); configure the DataModule first")
+        self.inputs, self.train_sampling = inputs, train_sampling
+
+    # --- Lightning hooks -----------------------------------------------------------------------------
+    def _build_catalog(self) -> Catalog:
+        catalog = DATASETS.create(self.dataset, cache_dir=self.cache_dir, **self.dataset_kwargs)
+        catalog.split(self.split)  # an unknown split fails here, naming the known ones
+        return catalog
+
+    def _features_of(self, catalog: Catalog, progress: bool) -> np.ndarray:
+        return extract_features(
+            catalog,
+            self.backbone,
+            self.cache_dir,
+            batch_size=self.eval_batch_size,
+            num_workers=self.num_workers,
+            progress=progress,
+        )
+
+    def prepare_data(self) -> None:
+        """Build the dataset, then (features only) pre-train the backbone and fill the feature cache."""
+        catalog = self._build_catalog()
+        if self.inputs == "features":
+            self._features_of(catalog, progress=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the catalog and the features from their caches (every rank); later calls are no-ops."""
+        if self._catalog is not None:
+            return
+        catalog = self._build_catalog()
+        if self.inputs == "images":
+            shapes = catalog.records["path"].eq("").to_numpy()
+            if shapes.any():
+                raise DatasetError(
+                    f"{catalog.name}: inputs='images' serves sketches and photos only; "
+                    f"{int(shapes.sum())} records are shapes (use inputs='features')"
+                )
+        self._features = self._features_of(catalog, progress=False) if self.inputs == "features" else None
+        self._split = catalog.split(self.split)
+        self._train_generator = torch.Generator().manual_seed(self.seed)
+        self._catalog = catalog
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            raise RuntimeError("the DataModule is not set up yet: call prepare_data() and setup() first")
+        return self._catalog
+
+    @property
+    def split_(self) -> Split:
+        self.catalog  # noqa: B018 -- raises when not set up
+        assert self._split is not None
+        return self._split
+
+    def info(self) -> DataInfo:
+        """What the method may know about the data: classes, seen classes, feature width, semantics."""
+        catalog, split = self.catalog, self.split_
+        return DataInfo(
+            num_classes=catalog.num_classes,
+            seen_classes=tuple(int(c) for c in split.seen_classes),
+            feature_dim=None if self._features is None else int(self._features.shape[1]),
+            image_size=self.backbone.image_size,
+            class_semantics=catalog.class_semantics,
+        )
+
+    # --- loaders ---------------------------------------------------------------------------------------
+    def _inputs(self, train: bool) -> _Inputs:
+        paths = self.catalog.records["path"].tolist()
+        if self.inputs == "features":
+            return _Inputs(paths, self._features, None)
+        return _Inputs(paths, None, image_transform(self.backbone.image_size, train=train))
+
+    def _loader(self, dataset: Dataset, batch_size: int, **options: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **options,
+        )
+
+    def _training_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sketch records, their own photo records, labels) over the training part."""
+        records = self.catalog.records
+        train = records.iloc[self.split_.train]
+        photos = train[train["domain"] == "photo"]
+        sketches = train[train["domain"] == "sketch"]
+        where = f"{self.catalog.name}/{self.split}"
+        if len(sketches) == 0 or len(photos) == 0:
+            raise DatasetError(
+                f"{where}: the training part needs sketches and photos "
+                f"({len(sketches)} sketches, {len(photos)} photos)"
+            )
+        repeated = photos["instance"][photos["instance"].duplicated()]
+        if len(repeated):
+            raise DatasetError(
+                f"{where}: {len(repeated)} training photos share an instance, e.g. {repeated.iloc[0]!r}"
+            )
+        photo_of_instance = pd.Series(photos.index.to_numpy(), index=photos["instance"].to_numpy())
+        paired = sketches["instance"].map(photo_of_instance)
+        if paired.isna().any():
+            lonely = sketches["instance"][paired.isna()]
+            raise DatasetError(
+                f"{where}: {len(lonely)} training sketches have no photo of their instance in the "
+                f"training part, e.g. instance {lonely.iloc[0]!r}"
+            )
+        return sketches.index.to_numpy(), paired.to_numpy(dtype=np.int64), sketches["label"].to_numpy()
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training items (see the module docstring); a last batch of a single item is dropped."""
+        if self.train_sampling == "none":
+            raise RuntimeError(
+                "train_sampling='none': this method is not trained, so it has no training data"
+            )
+        sketches, photos, labels = self._training_pairs()
+        inputs = self._inputs(train=True)
+        drop_last = len(sketches) % self.batch_size == 1 < len(sketches)  # BatchNorm cannot train on one item
+        if self.train_sampling == "pairs":
+            return self._loader(
+                _PairDataset(sketches, photos, labels, inputs),
+                self.batch_size,
+                shuffle=True,
+                generator=self._train_generator,
+                drop_last=drop_last,
+            )
+        train = self.catalog.records.iloc[self.split_.train]
+        train_photos = train[train["domain"] == "photo"]
+        sampler = _TripletSampler(
+            labels, train_photos.index.to_numpy(), train_photos["label"].to_numpy(), self._train_generator
+        )
+        return self._loader(
+            _TripletDataset(sketches, photos, labels, inputs),
+            self.batch_size,
+            sampler=sampler,
+            generator=self._train_generator,
+            drop_last=drop_last,
+        )
+
+    def _eval_loaders(self, stage: str) -> list[DataLoader]:
+        loaders = []
+        labels = self.catalog.records["label"].to_numpy()
+        inputs = self._inputs(train=False)
+        for side in ("query", "gallery"):
+            records = self.split_.part(f"{stage}_{side}")
+            if len(records) == 0:
+                raise DatasetError(f"{self.catalog.name}/{self.split}: split part '{stage}_{side}' is empty")
+            loaders.append(
+                self._loader(
+                    _PartDataset(records, labels[records], inputs), self.eval_batch_size, shuffle=False
+                )
+            )
+        return loaders
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """[queries, gallery] of the validation part; ``[]`` (no validation) only when both are empty."""
+        split = self.split_
+        if len(split.val_query) == 0 and len(split.val_gallery) == 0:
+            return []
+        return self._eval_loaders("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """[queries, gallery] of the test part."""
+        return self._eval_loaders("test")
+
+    # --- records for visualisation ---------------------------------------------------------------------
+    def _part_records(self, part: str, side: str) -> pd.DataFrame:
+        if part not in EVAL_PARTS:
+            raise ValueError(f"unknown part {part!r}; expected one of {EVAL_PARTS}")
+        return self.catalog.records.iloc[self.split_.part(f"{part}_{side}")]
+
+    def query_records(self, part: str = "test") -> pd.DataFrame:
+        """The query records; row ``i`` is the item served with ``index == i``."""
+        return self._part_records(part, "query")
+
+    def gallery_records(self, part: str = "test") -> pd.DataFrame:
+        """The gallery records; row ``i`` is the item served with ``index == i``."""
+        return self._part_records(part, "gallery")

@@ -1,0 +1,359 @@
+"""Backbones, stand-in pre-training and the verified feature cache, on a tiny catalog of 32-px PNGs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from sbir_bench.data import features
+from sbir_bench.data.features import (
+    BackboneSpec,
+    StaleCacheWarning,
+    create_backbone,
+    extract_features,
+    feature_cache_dir,
+    feature_dim,
+    pretrain_backbone,
+    pretraining_indices,
+    weights_identity,
+)
+from sbir_bench.data.locking import atomic_path, atomic_save_npy, file_lock
+from sbir_bench.data.records import Catalog, DatasetError, Split
+
+NUM_CLASSES, PHOTOS_PER_CLASS, SKETCHES_PER_PHOTO, SIZE = 4, 4, 2, 32
+SPEC = BackboneSpec(name="resnet10t", image_size=SIZE)
+
+
+def build_fake_catalog(root: str | Path, *, name: str = "fake", val: str = "both") -> Catalog:
+    """4 classes x 4 photos x 2 sketches (grayscale PNGs), with a traditional and a zero-shot split.
+
+    traditional: photos 0-1 (+ their sketches) train, photo 2 validates, photo 3 tests; all classes seen.
+    zeroshot: class 3 unseen (all its items test); seen classes train on photos 0-2, validate on photo 3.
+    ``val``: "both" parts filled, "none" (both empty) or "gallery" (val_query empty).
+    """
+    folder = Path(root) / name
+    rows = []
+    for label in range(NUM_CLASSES):
+        for p in range(PHOTOS_PER_CLASS):
+            instance = f"c{label}-p{p}"
+            rows.append(("photo", label, instance, folder / "photo" / f"{instance}.png", p))
+            rows += [
+                ("sketch", label, instance, folder / "sketch" / f"{instance}-{s}.png", p)
+                for s in range(SKETCHES_PER_PHOTO)
+            ]
+    for i, (domain, label, _, path, _) in enumerate(rows):
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pixels = np.random.default_rng(i).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+            pixels[..., label % 3] = 40 * label
+            image = Image.fromarray(pixels)
+            (image.convert("L") if domain == "sketch" else image).save(path)
+    records = pd.DataFrame(rows, columns=["domain", "label", "instance", "path", "photo_number"])
+    records["path"] = records["path"].astype(str)
+    records["views"] = [()] * len(records)
+
+    def pick(domain: str, classes: range | list[int], photos: range | list[int]) -> np.ndarray:
+        chosen = records["label"].isin(classes) & records["photo_number"].isin(photos)
+        return np.flatnonzero(chosen & (records["domain"] == domain) if domain else chosen)
+
+    every, seen = range(NUM_CLASSES), list(range(NUM_CLASSES - 1))
+    empty = np.array([], dtype=np.int64)
+    val_query = {"both": pick("sketch", every, [2]), "none": empty, "gallery": empty}[val]
+    val_gallery = empty if val == "none" else pick("photo", every, [2])
+    traditional = Split(
+        "traditional",
+        "traditional",
+        tuple(every),
+        (),
+        pick("", every, [0, 1]),
+        val_query,
+        val_gallery,
+        pick("sketch", every, [3]),
+        pick("photo", every, [3]),
+    )
+    zeroshot = Split(
+        "zeroshot",
+        "zeroshot",
+        tuple(seen),
+        (3,),
+        pick("", seen, [0, 1, 2]),
+        pick("sketch", seen, [3]),
+        pick("photo", seen, [3]),
+        pick("sketch", [3], range(4)),
+        pick("photo", [3], range(4)),
+    )
+    catalog = Catalog(
+        name,
+        records.drop(columns="photo_number"),
+        [f"class{c}" for c in every],
+        {"traditional": traditional, "zeroshot": zeroshot},
+        class_semantics=np.eye(NUM_CLASSES, dtype=np.float32),
+        fingerprint=f"{name}-{val}-v1",
+    )
+    catalog.validate()
+    return catalog
+
+
+@pytest.fixture
+def catalog(tmp_path) -> Catalog:
+    return build_fake_catalog(tmp_path / "data")
+
+
+@pytest.fixture
+def forward_calls(monkeypatch) -> list[int]:
+    """Counts the images the backbones built by the feature code see."""
+    seen: list[int] = []
+    original = features.create_backbone
+
+    def counting(spec):
+        model = original(spec)
+        model.register_forward_hook(lambda module, args, output: seen.append(len(args[0])))
+        return model
+
+    monkeypatch.setattr(features, "create_backbone", counting)
+    return seen
+
+
+def test_features_are_cached_once_and_reused(catalog, tmp_path, forward_calls):
+    first = extract_features(catalog, SPEC, tmp_path / "cache", batch_size=16, progress=False)
+    assert first.shape == (len(catalog.records), 512) and first.dtype == np.float32
+    assert isinstance(first, np.memmap) and np.isfinite(first).all()
+    assert sum(forward_calls) == len(catalog.records)
+    forward_calls.clear()
+    again = extract_features(catalog, SPEC, tmp_path / "cache", batch_size=16, progress=False)
+    assert forward_calls == [], "a valid cache is loaded, not recomputed"
+    np.testing.assert_array_equal(first, again)
+    meta = json.loads((Path(again.filename).parent / "meta.json").read_text())
+    assert meta["shape"] == [len(catalog.records), 512] and meta["key"][
+        "weights"
+    ] == "random-init-seed0-timm" + (timm.__version__)
+
+
+def test_features_match_the_backbone_on_rgb_images(catalog, tmp_path):
+    cached = extract_features(catalog, SPEC, tmp_path / "cache", progress=False)
+    sketch = int(np.flatnonzero(catalog.records["domain"] == "sketch")[0])
+    image = Image.open(catalog.records["path"][sketch]).convert("RGB")
+    tensor = features.image_transform(SIZE, train=False)(image)[None]
+    with torch.inference_mode():
+        expected = create_backbone(SPEC)(tensor)[0].numpy()
+    np.testing.assert_allclose(cached[sketch], expected, rtol=1e-4, atol=1e-5)
+
+
+def _truncate(data: Path) -> None:
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+
+def _flip_a_byte(data: Path) -> None:
+    raw = bytearray(data.read_bytes())
+    raw[-7] ^= 0xFF
+    data.write_bytes(bytes(raw))
+
+
+def _edit_meta(data: Path) -> None:
+    meta_file = data.parent / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["key"]["backbone"] = "something-else"
+    meta_file.write_text(json.dumps(meta))
+
+
+def _drop_meta(data: Path) -> None:
+    (data.parent / "meta.json").unlink()
+
+
+def _garble_meta(data: Path) -> None:
+    (data.parent / "meta.json").write_text("{not json")
+
+
+def _wrong_shape_with_matching_checksum(data: Path) -> None:
+    atomic_save_npy(data, np.zeros((3, 512), dtype=np.float32))
+    meta_file = data.parent / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["sha256"] = features.sha256_file(data)
+    meta_file.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_truncate, "checksum"),
+        (_flip_a_byte, "checksum"),
+        (_edit_meta, "does not match"),
+        (_drop_meta, "meta.json is missing"),
+        (_garble_meta, "unreadable"),
+        (_wrong_shape_with_matching_checksum, r"expected float32"),
+    ],
+)
+def test_a_damaged_feature_cache_is_reported_and_rebuilt(catalog, tmp_path, forward_calls, damage, reason):
+    original = np.array(extract_features(catalog, SPEC, tmp_path / "cache", progress=False))
+    entry = feature_cache_dir(catalog, SPEC, tmp_path / "cache", weights_identity(SPEC))
+    damage(entry / "features.npy")
+    forward_calls.clear()
+    with pytest.warns(StaleCacheWarning, match=f"{entry.name}.*{reason}"):
+        rebuilt = extract_features(catalog, SPEC, tmp_path / "cache", progress=False)
+    assert sum(forward_calls) == len(catalog.records), "the damaged entry was recomputed"
+    np.testing.assert_allclose(rebuilt, original, rtol=1e-5, atol=1e-6)
+    forward_calls.clear()
+    extract_features(catalog, SPEC, tmp_path / "cache", progress=False)
+    assert forward_calls == [], "the rebuilt entry is valid"
+
+
+def test_cache_key_follows_backbone_size_weights_and_catalog(catalog, tmp_path):
+    torch.save(create_backbone(BackboneSpec(seed=3)).state_dict(), tmp_path / "w.pt")
+    specs = {
+        "base": SPEC,
+        "other backbone": BackboneSpec(name="resnet14t", image_size=SIZE),
+        "other size": BackboneSpec(image_size=48),
+        "other seed": BackboneSpec(image_size=SIZE, seed=1),
+        "weights file": BackboneSpec(image_size=SIZE, weights_path=str(tmp_path / "w.pt")),
+    }
+    folders = {k: feature_cache_dir(catalog, s, tmp_path, weights_identity(s)) for k, s in specs.items()}
+    assert len(set(folders.values())) == len(specs)
+    catalog.fingerprint = "changed-records"
+    assert feature_cache_dir(catalog, SPEC, tmp_path, weights_identity(SPEC)) != folders["base"]
+    assert weights_identity(specs["weights file"]) == f"sha256:{features.sha256_file(tmp_path / 'w.pt')}"
+
+
+def test_weights_path_loads_strictly_and_a_misfit_file_is_named(tmp_path):
+    trained = create_backbone(BackboneSpec(seed=7))
+    torch.save({"state_dict": trained.state_dict()}, tmp_path / "checkpoint.pth")  # timm checkpoint layout
+    loaded = create_backbone(BackboneSpec(seed=0, weights_path=str(tmp_path / "checkpoint.pth")))
+    for name, tensor in trained.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor)
+    assert not loaded.training
+    torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), tmp_path / "resnet18.pt")
+    with pytest.raises(ValueError, match="resnet18.pt.*does not fit backbone 'resnet10t'"):
+        create_backbone(BackboneSpec(weights_path=str(tmp_path / "resnet18.pt")))
+    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+        create_backbone(BackboneSpec(weights_path=str(tmp_path / "nowhere.pt")))
+
+
+def test_pretrained_uses_only_locally_cached_timm_weights(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(FileNotFoundError, match="weights_path"):
+        create_backbone(BackboneSpec(pretrained=True))
+    # a Hugging Face cache entry as `timm.create_model(name, pretrained=True)` leaves it
+    repo = tmp_path / "hf" / "models--timm--resnet10t.c3_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    imagenet = timm.create_model("resnet10t", num_classes=1000)  # with its classifier, as published
+    save_file(imagenet.state_dict(), str(repo / "snapshots" / "abc123" / "model.safetensors"))
+    loaded = create_backbone(BackboneSpec(pretrained=True))
+    torch.testing.assert_close(loaded.conv1[0].weight, imagenet.conv1[0].weight)
+    with pytest.raises(ValueError, match="not both"):
+        create_backbone(BackboneSpec(pretrained=True, weights_path=str(tmp_path / "x.pt")))
+
+
+def test_feature_dim_is_the_pre_logits_width():
+    model = create_backbone(BackboneSpec(name="mobilenetv3_small_100"))
+    assert model.num_features == 576 and feature_dim(model) == 1024
+    with torch.inference_mode():
+        assert model(torch.zeros(2, 3, SIZE, SIZE)).shape == (2, 1024)
+
+
+@pytest.mark.slow
+def test_vgg16_gives_post_relu_fc7():
+    model = create_backbone(BackboneSpec(name="vgg16"))
+    with torch.inference_mode():
+        out = model(torch.randn(2, 3, 64, 64))
+    assert feature_dim(model) == 4096 and out.shape == (2, 4096) and (out >= 0).all()
+
+
+def test_nan_features_fail_naming_the_backbone(catalog, tmp_path, monkeypatch):
+    class Broken(torch.nn.Module):
+        head_hidden_size = 8
+
+        def forward(self, x):
+            return torch.full((len(x), 8), float("nan"))
+
+    monkeypatch.setattr(features, "create_backbone", lambda spec: Broken())
+    with pytest.raises(FloatingPointError, match="backbone 'resnet10t' produced NaN/inf"):
+        extract_features(catalog, SPEC, tmp_path / "cache", progress=False)
+    assert not list((tmp_path / "cache").rglob("features.npy")), "nothing is published"
+
+
+def test_pretraining_sees_only_photos_in_every_splits_training_part(catalog, tmp_path, monkeypatch):
+    records = catalog.records
+    expected = np.flatnonzero(
+        (records["domain"] == "photo")
+        & (records["label"] < 3)
+        & records["instance"].str.endswith(("p0", "p1"))
+    )
+    np.testing.assert_array_equal(pretraining_indices(catalog), expected)
+
+    loaded: list[str] = []
+    original = features.load_image
+    monkeypatch.setattr(
+        features, "load_image", lambda path, mode="RGB": loaded.append(str(path)) or original(path, mode)
+    )
+    spec = BackboneSpec(image_size=SIZE, pretrain_epochs=2, pretrain_batch_size=3)
+    weights = pretrain_backbone(catalog, spec, tmp_path / "cache", progress=False)
+    assert weights is not None and weights.is_file()
+    assert set(loaded) == set(records["path"].iloc[expected]) and len(loaded) == 2 * len(expected)
+
+    loaded.clear()
+    assert pretrain_backbone(catalog, spec, tmp_path / "cache", progress=False) == weights
+    assert loaded == [], "cached weights are reused"
+    assert pretrain_backbone(catalog, BackboneSpec(image_size=SIZE), tmp_path / "cache") is None
+
+    trained = extract_features(catalog, spec, tmp_path / "cache", progress=False)
+    untrained = extract_features(catalog, BackboneSpec(image_size=SIZE), tmp_path / "cache", progress=False)
+    assert not np.allclose(trained, untrained), "features come from the pre-trained weights"
+
+
+def test_pretraining_is_seeded(catalog, tmp_path):
+    spec = BackboneSpec(image_size=SIZE, pretrain_epochs=1, pretrain_batch_size=4)
+    first = torch.load(pretrain_backbone(catalog, spec, tmp_path / "a", progress=False))
+    second = torch.load(pretrain_backbone(catalog, spec, tmp_path / "b", progress=False))
+    for name, tensor in first.items():
+        torch.testing.assert_close(second[name], tensor)
+
+
+def test_catalog_without_fingerprint_is_refused(catalog, tmp_path):
+    catalog.fingerprint = ""
+    with pytest.raises(DatasetError, match="fingerprint"):
+        extract_features(catalog, SPEC, tmp_path, progress=False)
+
+
+def test_unknown_backbone_settings_are_listed():
+    with pytest.raises(ValueError, match=r"unknown backbone settings \['depth'\]"):
+        BackboneSpec.from_dict({"name": "resnet10t", "depth": 3})
+
+
+# --- the locking helpers the caches rely on ---------------------------------------------------------
+def test_file_lock_excludes_a_second_holder(tmp_path):
+    order: list[str] = []
+
+    def second() -> None:
+        with file_lock(tmp_path / "x.lock"):
+            order.append("second")
+
+    with file_lock(tmp_path / "x.lock"):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.2)
+        order.append("first done")
+    thread.join(timeout=5)
+    assert order == ["first done", "second"]
+
+
+def test_atomic_writes_publish_whole_files_or_nothing(tmp_path):
+    atomic_save_npy(tmp_path / "a.npy", np.arange(5))
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.arange(5))
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "b.bin") as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("crash mid-write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"], "no partial file, no stray temporary"

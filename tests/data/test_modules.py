@@ -1,0 +1,201 @@
+"""RetrievalDataModule: batch contents, pairing, evaluation indices, seeding and errors, on a tiny catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sbir_bench.data.modules import RetrievalDataModule
+from sbir_bench.data.records import DatasetError
+from sbir_bench.registry import DATASETS
+
+from .test_features import NUM_CLASSES, SIZE, build_fake_catalog
+
+FAKE = "fake-for-datamodule-tests"
+
+
+def _fake_dataset(cache_dir: str, val: str = "both"):
+    return build_fake_catalog(Path(cache_dir) / "fake-data", name=f"fake-{val}", val=val)
+
+
+if FAKE not in DATASETS:
+    DATASETS.register(FAKE)(_fake_dataset)
+
+
+def make(tmp_path, split="traditional", *, inputs="features", train_sampling="pairs", val="both", **options):
+    options = {"batch_size": 4, "eval_batch_size": 5, "seed": 0, **options}
+    module = RetrievalDataModule(
+        FAKE,
+        split,
+        dataset_kwargs={"val": val},
+        cache_dir=str(tmp_path / "cache"),
+        backbone={"name": "resnet10t", "image_size": SIZE},
+        **options,
+    )
+    module.configure_for(inputs, train_sampling)
+    module.prepare_data()
+    module.setup("fit")
+    return module
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory) -> Path:
+    """One cache for the module's feature-based DataModules (features are extracted once)."""
+    return tmp_path_factory.mktemp("datamodule")
+
+
+def test_pairs_hold_each_training_sketch_with_its_own_photo(module_dir):
+    module = make(module_dir)
+    records, train = module.catalog.records, module.split_.train
+    batches = list(module.train_dataloader())
+    assert {*batches[0]} == {"sketch", "photo", "label", "sketch_index", "photo_index"}
+    first = batches[0]
+    assert (
+        first["sketch"].shape == first["photo"].shape == (4, 512) and first["sketch"].dtype == torch.float32
+    )
+    for key in ("label", "sketch_index", "photo_index"):
+        assert first[key].dtype == torch.int64 and first[key].shape == (4,)
+    sketches = torch.cat([b["sketch_index"] for b in batches]).numpy()
+    photos = torch.cat([b["photo_index"] for b in batches]).numpy()
+    labels = torch.cat([b["label"] for b in batches]).numpy()
+    train_sketches = train[records["domain"].to_numpy()[train] == "sketch"]
+    assert sorted(sketches) == sorted(train_sketches), "every training sketch exactly once per epoch"
+    assert (records["domain"][photos] == "photo").all() and np.isin(photos, train).all()
+    np.testing.assert_array_equal(records["instance"][sketches], records["instance"][photos])
+    np.testing.assert_array_equal(records["label"][sketches], labels)
+    features = np.asarray(module._features)
+    np.testing.assert_array_equal(first["sketch"].numpy(), features[first["sketch_index"].numpy()])
+    np.testing.assert_array_equal(first["photo"].numpy(), features[first["photo_index"].numpy()])
+
+
+def test_triplets_take_the_own_photo_and_a_photo_of_another_class(module_dir):
+    module = make(module_dir, "zeroshot", train_sampling="triplets")
+    records, train = module.catalog.records, module.split_.train
+    features = np.asarray(module._features)
+    row_of = {features[i].tobytes(): i for i in range(len(features))}
+    for _ in range(2):  # two epochs: negatives are redrawn, the rules hold in each
+        for batch in module.train_dataloader():
+            assert {*batch} == {"sketch", "positive", "negative", "label"}
+            assert batch["negative"].shape[1:] == (512,) and batch["label"].dtype == torch.int64
+            for sketch, positive, negative, label in zip(
+                *(batch[k].numpy() for k in ("sketch", "positive", "negative", "label")), strict=True
+            ):
+                s, p, n = row_of[sketch.tobytes()], row_of[positive.tobytes()], row_of[negative.tobytes()]
+                assert records["domain"][s] == "sketch" and records["instance"][s] == records["instance"][p]
+                assert records["domain"][n] == "photo" and n in train and records["label"][n] != label
+                assert records["label"][s] == records["label"][p] == label
+
+
+@pytest.mark.parametrize("sampling", ["pairs", "triplets"])
+def test_image_inputs_are_rgb_tensors(tmp_path, sampling):
+    module = make(tmp_path, inputs="images", train_sampling=sampling)
+    batch = next(iter(module.train_dataloader()))
+    for key in ("sketch", "photo") if sampling == "pairs" else ("sketch", "positive", "negative"):
+        assert batch[key].shape == (4, 3, SIZE, SIZE) and batch[key].dtype == torch.float32
+    queries, gallery = module.test_dataloader()
+    assert next(iter(queries))["input"].shape == (5, 3, SIZE, SIZE)
+    info = module.info()
+    assert info.feature_dim is None and info.image_size == SIZE
+    assert not list((tmp_path / "cache").rglob("features.npy")), "image inputs need no feature cache"
+
+
+@pytest.mark.parametrize(
+    ("split", "stage"), [("traditional", "val"), ("traditional", "test"), ("zeroshot", "test")]
+)
+def test_eval_loaders_cover_every_position_once_in_order(module_dir, split, stage):
+    module = make(module_dir, split)
+    loaders = module.val_dataloader() if stage == "val" else module.test_dataloader()
+    assert len(loaders) == 2
+    for loader, side, domain in zip(loaders, ("query", "gallery"), ("sketch", "photo"), strict=True):
+        batches = list(loader)
+        assert {*batches[0]} == {"input", "label", "index"}
+        index = torch.cat([b["index"] for b in batches]).numpy()
+        labels = torch.cat([b["label"] for b in batches]).numpy()
+        part = module.split_.part(f"{stage}_{side}")
+        np.testing.assert_array_equal(index, np.arange(len(part)))
+        rows = module.query_records(stage) if side == "query" else module.gallery_records(stage)
+        assert len(rows) == len(part) and (rows["domain"] == domain).all()
+        np.testing.assert_array_equal(rows["label"].to_numpy(), labels)
+        inputs = torch.cat([b["input"] for b in batches]).numpy()
+        np.testing.assert_array_equal(inputs, np.asarray(module._features)[part])
+    if split == "zeroshot":
+        assert set(module.query_records("test")["label"]) == {NUM_CLASSES - 1}
+
+
+def test_info_describes_the_split(module_dir):
+    info = make(module_dir, "zeroshot").info()
+    assert info.num_classes == NUM_CLASSES and info.seen_classes == (0, 1, 2)
+    assert info.feature_dim == 512 and info.class_semantics.shape == (NUM_CLASSES, NUM_CLASSES)
+
+
+def _epoch(module, key="sketch_index"):
+    return [batch[key].tolist() for batch in module.train_dataloader()]
+
+
+def test_the_same_seed_gives_the_same_batches(module_dir):
+    first, again, other = make(module_dir), make(module_dir), make(module_dir, seed=1)
+    epoch1 = _epoch(first)
+    assert epoch1 == _epoch(again)
+    assert epoch1 != _epoch(other)
+    assert _epoch(first) != epoch1, "each epoch is a fresh permutation"
+    triplets = [make(module_dir, "zeroshot", train_sampling="triplets") for _ in range(2)]
+    negatives = _epoch(triplets[0], "negative")
+    assert negatives == _epoch(triplets[1], "negative")
+    assert _epoch(triplets[0], "negative") != negatives, "negatives are redrawn every epoch"
+
+
+def test_a_tail_batch_of_one_is_dropped(module_dir):
+    module = make(module_dir, batch_size=5)  # 16 training sketches: 3 batches of 5 and a lone one
+    assert [len(b) for b in _epoch(module)] == [5, 5, 5]
+    assert [len(b) for b in _epoch(make(module_dir, batch_size=6))] == [6, 6, 4]
+
+
+def test_clear_errors(module_dir):
+    with pytest.raises(ValueError, match="unknown inputs 'pixels'"):
+        RetrievalDataModule(FAKE, "traditional", inputs="pixels")
+    module = RetrievalDataModule(FAKE, "traditional")
+    with pytest.raises(ValueError, match="unknown train_sampling 'quads'.*pairs"):
+        module.configure_for("features", "quads")
+    with pytest.raises(RuntimeError, match="not set up"):
+        module.info()
+    untrained = make(module_dir, train_sampling="none")
+    with pytest.raises(RuntimeError, match="not trained"):
+        untrained.train_dataloader()
+    with pytest.raises(DatasetError, match="no split 'nope'"):
+        make(module_dir, "nope")
+    with pytest.raises(ValueError, match="unknown part"):
+        untrained.query_records("train")
+
+
+def test_empty_validation_parts(tmp_path):
+    assert make(tmp_path, val="none").val_dataloader() == []
+    half = make(tmp_path, val="gallery")
+    with pytest.raises(DatasetError, match="'val_query' is empty"):
+        half.val_dataloader()
+
+
+def test_worker_processes_serve_the_same_batches(module_dir):
+    single = make(module_dir, eval_batch_size=7)
+    workers = make(module_dir, eval_batch_size=7, num_workers=2)
+    assert workers.train_dataloader().persistent_workers and not single.train_dataloader().persistent_workers
+    assert _epoch(single) == _epoch(workers)
+    for a, b in zip(single.test_dataloader()[1], workers.test_dataloader()[1], strict=True):
+        torch.testing.assert_close(a["input"], b["input"])
+
+
+def test_ddp_ranks_share_one_triplet_sequence(module_dir):
+    """Lightning wraps the custom sampler in a DistributedSamplerWrapper (no reshuffling): two ranks with
+    the same seed draw the same sequence and split it between them."""
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    ranks = [make(module_dir, "zeroshot", train_sampling="triplets") for _ in range(2)]
+    shares = [
+        list(DistributedSamplerWrapper(m.train_dataloader().sampler, num_replicas=2, rank=r, shuffle=False))
+        for r, m in enumerate(ranks)
+    ]
+    whole = list(make(module_dir, "zeroshot", train_sampling="triplets").train_dataloader().sampler)
+    assert sorted(shares[0] + shares[1]) == sorted(whole)
+    assert len(shares[0]) == len(shares[1]) == len(whole) // 2
