@@ -75,14 +75,22 @@ class RetrievalMethod(L.LightningModule):
 
     on_test_epoch_start = on_validation_epoch_start
 
+    def _dataset_sizes(self, stage: str) -> list[int | None]:
+        """Items in each val/test dataloader's dataset, so a gather missing trailing items fails loudly."""
+        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        return [len(loader.dataset) if hasattr(loader, "dataset") else None for loader in loaders]
+
     def _score(self, stage: str) -> dict[str, float]:
         gathered = {}
+        sizes = self._dataset_sizes(stage)
         for loader, name in ((QUERIES, "query"), (GALLERY, "gallery")):
             parts = self._buffers_by_loader.get(loader)
             if not parts:
                 raise RuntimeError(f"{stage}: the {name} dataloader produced no batches")
             emb, lab, idx = (torch.cat(p) for p in zip(*parts, strict=True))
-            gathered[name] = gather_embeddings(emb, lab, idx)
+            n_expected = sizes[loader] if loader < len(sizes) else None
+            gathered[name] = gather_embeddings(emb, lab, idx, n_expected=n_expected)
         self._buffers_by_loader = {}
         (q, ql), (g, gl) = gathered["query"], gathered["gallery"]
         self.last_embeddings = {"query": (q, ql), "gallery": (g, gl)}
