@@ -64,7 +64,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for key, value in result.items():
         print(f"{key:<{width}}  {value:.4f}" if not key.startswith("n_") else f"{key:<{width}}  {int(value)}")
     if args.out:
-        payload = {"queries": str(args.queries), "gallery": str(args.gallery), "distance": args.distance, **result}
+        payload = {
+            "queries": str(args.queries),
+            "gallery": str(args.gallery),
+            "distance": args.distance,
+            **result,
+        }
         atomic_write_json(Path(args.out), payload)
         print(f"wrote {args.out}")
     return 0
@@ -96,10 +101,14 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="train + evaluate a method, write records, rebuild the leaderboard")
-    bench.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=cvae data=synthetic_zs seeds=[0,1]")
+    bench.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. method=cvae data=synthetic_zs seeds=[0,1]"
+    )
     bench.set_defaults(func=cmd_bench)
 
-    evaluate = sub.add_parser("evaluate", help="score embeddings produced anywhere (.npz: embeddings, labels)")
+    evaluate = sub.add_parser(
+        "evaluate", help="score embeddings produced anywhere (.npz: embeddings, labels)"
+    )
     evaluate.add_argument("--queries", required=True, type=Path)
     evaluate.add_argument("--gallery", required=True, type=Path)
     evaluate.add_argument("--metric", action="append", help="repeatable; default: the leaderboard metrics")

@@ -33,9 +33,7 @@ def wandb_mode(requested: str) -> str:
     return requested
 
 
-def build_logger(
-    cfg: Any, *, run_dir: Path, name: str, group: str, config: dict[str, Any]
-) -> Logger | None:
+def build_logger(cfg: Any, *, run_dir: Path, name: str, group: str, config: dict[str, Any]) -> Logger | None:
     """Create the experiment logger named by ``cfg.kind``; the run's config is logged as hyper-parameters."""
     kind = cfg.kind
     if kind == "none":

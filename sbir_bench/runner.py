@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,15 @@ from sbir_bench.config import config_hash, to_container
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.evaluation.search import top_k
 from sbir_bench.leaderboard.build import rebuild
-from sbir_bench.leaderboard.record import RunRecord, environment_info, find_record, new_run_id, write_record
+from sbir_bench.leaderboard.record import (
+    RunRecord,
+    environment_info,
+    find_record,
+    new_run_id,
+    record_path,
+    utc_now,
+    write_record,
+)
 from sbir_bench.loggers import build_logger, finish, log_run_summary
 from sbir_bench.methods.base import RetrievalMethod
 from sbir_bench.registry import METHODS
@@ -62,7 +69,7 @@ def bench(cfg: DictConfig) -> BenchSummary:
             identity = (cfg.method.name, cfg.variant, cfg.data.dataset, split, int(seed), chash)
             done = None if cfg.force else find_record(results_dir, identity)
             if done is not None:
-                path = Path(done.extra.get("path", ""))
+                path = record_path(done, results_dir)
                 say(f"skip {'/'.join(map(str, identity))}: finished record exists ({done.run_id})")
                 summary.skipped.append(path)
                 continue
@@ -76,7 +83,9 @@ def bench(cfg: DictConfig) -> BenchSummary:
     return summary
 
 
-def build_datamodule(cfg: DictConfig, split: str, seed: int, method_cls: type[RetrievalMethod]) -> RetrievalDataModule:
+def build_datamodule(
+    cfg: DictConfig, split: str, seed: int, method_cls: type[RetrievalMethod]
+) -> RetrievalDataModule:
     data = cfg.data
     datamodule = RetrievalDataModule(
         dataset=data.dataset,
@@ -93,7 +102,9 @@ def build_datamodule(cfg: DictConfig, split: str, seed: int, method_cls: type[Re
     return datamodule
 
 
-def build_trainer(cfg: DictConfig, *, run_dir: Path, logger: Any, needs_training: bool) -> tuple[L.Trainer, ModelCheckpoint | None]:
+def build_trainer(
+    cfg: DictConfig, *, run_dir: Path, logger: Any, needs_training: bool
+) -> tuple[L.Trainer, ModelCheckpoint | None]:
     options = dict(cfg.trainer)
     max_epochs = options.pop("max_epochs") or cfg.method.max_epochs
     callbacks: list[Any] = []
@@ -124,19 +135,28 @@ def run_one(cfg: DictConfig, *, split: str, seed: int, chash: str) -> tuple[Path
     L.seed_everything(seed, workers=True)
     method_cls = METHODS.get(cfg.method.name)
     name = f"{cfg.method.name}-{cfg.variant}-{cfg.data.dataset}-{split}-seed{seed}"
-    run_dir = Path(cfg.paths.output_dir) / "runs" / cfg.data.dataset / split / cfg.method.name / (
-        f"{cfg.variant}-seed{seed}-{chash}"
+    run_dir = (
+        Path(cfg.paths.output_dir)
+        / "runs"
+        / cfg.data.dataset
+        / split
+        / cfg.method.name
+        / (f"{cfg.variant}-seed{seed}-{chash}")
     )
     say(f"run {name} -> {run_dir}")
     datamodule = build_datamodule(cfg, split, seed, method_cls)
     datamodule.prepare_data()
     datamodule.setup()
-    method = method_cls(data=datamodule.info(), eval_metrics=list(cfg.evaluation.metrics), **cfg.method.kwargs)
+    method = method_cls(
+        data=datamodule.info(), eval_metrics=list(cfg.evaluation.metrics), **to_container(cfg.method.kwargs)
+    )
     config = to_container(cfg)
     logger = build_logger(
         cfg.logger, run_dir=run_dir, name=name, group=f"{cfg.method.name}/{cfg.data.dataset}", config=config
     )
-    trainer, checkpoint = build_trainer(cfg, run_dir=run_dir, logger=logger, needs_training=method.needs_training)
+    trainer, checkpoint = build_trainer(
+        cfg, run_dir=run_dir, logger=logger, needs_training=method.needs_training
+    )
     started, train_seconds, eval_seconds = time.perf_counter(), 0.0, 0.0
     record = RunRecord(
         method=cfg.method.name,
@@ -167,14 +187,18 @@ def run_one(cfg: DictConfig, *, split: str, seed: int, chash: str) -> tuple[Path
                 say(f"resuming {name} from {last}")
             trainer.fit(method, datamodule=datamodule, ckpt_path=resume_from)
             train_seconds = time.perf_counter() - started
-            best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+            best = (
+                checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+            )
         evaluated = time.perf_counter()
         trainer.test(method, datamodule=datamodule, ckpt_path=best, verbose=False)
         eval_seconds = time.perf_counter() - evaluated
     except Exception:
         if trainer.is_global_zero:
             record.status, record.error = "error", traceback.format_exc(limit=20)
-            _finish_record(record, trainer, train_seconds, eval_seconds, best_checkpoint=None, run_dir=run_dir)
+            _finish_record(
+                record, trainer, train_seconds, eval_seconds, best_checkpoint=None, run_dir=run_dir
+            )
             path = write_record(record, Path(cfg.paths.results_dir))
             say(f"FAILED {name}; error record {path}")
         finish(logger)
@@ -196,12 +220,17 @@ def run_one(cfg: DictConfig, *, split: str, seed: int, chash: str) -> tuple[Path
 
 
 def _finish_record(
-    record: RunRecord, trainer: L.Trainer, train_seconds: float, eval_seconds: float, *, best_checkpoint: str | None,
+    record: RunRecord,
+    trainer: L.Trainer,
+    train_seconds: float,
+    eval_seconds: float,
+    *,
+    best_checkpoint: str | None,
     run_dir: Path,
 ) -> None:
     record.commit, record.versions, record.hardware = environment_info()
     record.train_seconds, record.eval_seconds = round(train_seconds, 3), round(eval_seconds, 3)
-    record.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record.created_at = utc_now()
     datamodule = trainer.datamodule
     batch_size = getattr(datamodule, "batch_size", None)
     record.extra = {
@@ -218,7 +247,10 @@ def draw_grid(method: RetrievalMethod, datamodule: RetrievalDataModule, num_quer
     """Queries spread evenly over the test queries, each with its top 10 (for the logger)."""
     if num_queries <= 0 or "query" not in method.last_embeddings:
         return None
-    (queries, query_labels), (gallery, gallery_labels) = method.last_embeddings["query"], method.last_embeddings["gallery"]
+    (queries, query_labels), (gallery, gallery_labels) = (
+        method.last_embeddings["query"],
+        method.last_embeddings["gallery"],
+    )
     chosen = np.linspace(0, len(queries) - 1, num=min(num_queries, len(queries))).round().astype(int)
     _, ranked = top_k(queries[chosen], gallery, min(GRID_TOP, len(gallery)), distance=method.distance)
     query_rows, gallery_rows = datamodule.query_records("test"), datamodule.gallery_records("test")

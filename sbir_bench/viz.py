@@ -22,8 +22,8 @@ def retrieval_grid(
 ) -> Image.Image:
     """Draw ``len(query_paths)`` rows: the query, then ``ranked.shape[1]`` gallery items in rank order.
 
-    ``ranked[i]`` holds gallery indices for query ``i``; a tile whose class differs from the query's gets a red
-    outline, a matching one green, the query blue.
+    ``ranked[i]`` holds gallery indices for query ``i``; a tile whose class differs from the query's gets
+    a red outline, a matching one green, the query blue.
     """
     rows, cols = len(query_paths), 1 + ranked.shape[1]
     canvas = Image.new("RGB", (cols * tile, rows * tile), "white")

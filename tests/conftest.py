@@ -22,10 +22,16 @@ TINY_DATA = [
 ]
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """One data/feature cache for the whole session (generated data is deterministic, so sharing is safe)."""
+    return os.environ.get("SBIR_TEST_CACHE") or str(tmp_path_factory.mktemp("sbir_cache"))
+
+
 @pytest.fixture
-def tiny_overrides(tmp_path):
+def tiny_overrides(tmp_path, shared_cache):
     """Overrides that point every output of a bench run into tmp_path, on tiny synthetic data."""
-    cache = os.environ.get("SBIR_TEST_CACHE", str(tmp_path / "cache"))
+    cache = shared_cache
     return [
         f"paths.cache_dir={cache}",
         f"paths.results_dir={tmp_path / 'results'}",

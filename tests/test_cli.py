@@ -42,8 +42,24 @@ def test_evaluate_bring_your_own_embeddings(tmp_path, capsys):
     np.savez(tmp_path / "q.npz", embeddings=queries, labels=labels)
     np.savez(tmp_path / "g.npz", embeddings=gallery, labels=labels)
     out = tmp_path / "result.json"
-    assert main(["evaluate", "--queries", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz"),
-                 "--metric", "p@10", "--metric", "map@all", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--queries",
+                str(tmp_path / "q.npz"),
+                "--gallery",
+                str(tmp_path / "g.npz"),
+                "--metric",
+                "p@10",
+                "--metric",
+                "map@all",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["p@10"] == 1.0 and result["map@all"] == 1.0  # well separated clusters
     assert "p@10" in capsys.readouterr().out

@@ -15,8 +15,13 @@ from sbir_bench.runner import build_trainer
 
 
 def fake_info(dim: int) -> DataInfo:
-    return DataInfo(num_classes=6, seen_classes=(0, 1, 2, 3, 4), feature_dim=dim, image_size=32,
-                    class_semantics=np.eye(6, dtype=np.float32))
+    return DataInfo(
+        num_classes=6,
+        seen_classes=(0, 1, 2, 3, 4),
+        feature_dim=dim,
+        image_size=32,
+        class_semantics=np.eye(6, dtype=np.float32),
+    )
 
 
 def test_every_registered_method_has_a_config():
@@ -37,8 +42,13 @@ def test_data_config_instantiates(data, tmp_path):
     cfg = compose([f"data={data}"])
     assert cfg.data.splits, "a data config names at least one split"
     for split in cfg.data.splits:
-        RetrievalDataModule(dataset=cfg.data.dataset, split=split, dataset_kwargs=dict(cfg.data.dataset_kwargs),
-                            cache_dir=str(tmp_path), backbone=dict(cfg.data.backbone))
+        RetrievalDataModule(
+            dataset=cfg.data.dataset,
+            split=split,
+            dataset_kwargs=dict(cfg.data.dataset_kwargs),
+            cache_dir=str(tmp_path),
+            backbone=dict(cfg.data.backbone),
+        )
 
 
 @pytest.mark.parametrize("trainer", available("trainer"))
@@ -77,3 +87,7 @@ def test_config_hash_ignores_how_a_run_is_executed():
     assert base == config_hash(compose(["trainer=ddp", "seeds=[1,2]", "logger=none", "data=synthetic_zs"]))
     assert base != config_hash(compose(["method.max_epochs=3"]))
     assert base != config_hash(compose(["variant=other"]))
+
+
+def test_trainer_epochs_override_is_part_of_the_identity():
+    assert config_hash(compose(["trainer.max_epochs=2"])) != config_hash(compose([]))

@@ -1,0 +1,80 @@
+"""End to end: data -> method -> Trainer -> engine -> record -> leaderboard, on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sbir_bench.config import compose
+from sbir_bench.leaderboard.record import read_records
+from sbir_bench.runner import bench
+
+from .wandb_offline import summary as wandb_summary
+
+
+def records_in(tmp_path: Path):
+    results = tmp_path / "results"
+    return read_records(results) if results.exists() else []
+
+
+def test_baseline_bench_writes_records_and_leaderboard(tiny_overrides, tmp_path):
+    result = bench(compose(["method=baseline", *tiny_overrides]))
+    records = records_in(tmp_path)
+    assert sorted(r.split for r in records) == ["traditional", "zeroshot"]
+    assert all(r.status == "ok" and 0.0 <= r.metrics["map@200"] <= 1.0 for r in records)
+    zeroshot = next(r for r in records if r.split == "zeroshot")
+    assert zeroshot.counts["n_queries"] == zeroshot.counts["split_test_query"]  # every query scored once
+    assert zeroshot.commit and zeroshot.versions["torch"] and zeroshot.config["method"]["name"] == "baseline"
+    table = pd.read_csv(tmp_path / "leaderboard" / "leaderboard.csv")
+    assert list(table["method"]) == ["baseline"]
+    assert (tmp_path / "leaderboard" / "leaderboard.md").is_file()
+    assert len(result.written) == 2 and result.changed_rows
+
+    again = bench(compose(["method=baseline", *tiny_overrides]))  # a rerun skips finished runs
+    assert again.written == [] and len(again.skipped) == 2
+    assert len(records_in(tmp_path)) == 2
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tiny_overrides, tmp_path, monkeypatch):
+    from sbir_bench.methods.cvae import CVAE
+
+    overrides = [
+        "method=cvae",
+        "data=synthetic_zs",
+        "method.max_epochs=3",
+        "method.kwargs.num_test_samples=4",
+        *tiny_overrides,
+    ]
+    epochs_run: list[int] = []
+
+    def count_and_interrupt(self):
+        epochs_run.append(self.current_epoch)
+        if self.current_epoch == 1 and len(epochs_run) == 2:
+            raise KeyboardInterrupt  # Ctrl+C during the second epoch
+
+    monkeypatch.setattr(CVAE, "on_train_epoch_start", count_and_interrupt, raising=False)
+    with pytest.raises(SystemExit):  # Lightning shuts down gracefully and exits
+        bench(compose(overrides))
+    assert records_in(tmp_path) == [], "an interrupted run writes no record"
+
+    resumed = bench(compose(overrides))
+    assert epochs_run == [0, 1, 1, 2], "the rerun resumed at epoch 1 from last.ckpt"
+    record = json.loads(resumed.written[0].read_text())
+    assert record["extra"]["epochs_trained"] == 3
+    assert len(records_in(tmp_path)) == 1
+
+
+def test_wandb_offline_run_holds_final_metrics(tiny_overrides, tmp_path):
+    overrides = [o for o in tiny_overrides if not o.startswith("logger=")]
+    result = bench(
+        compose(["method=baseline", "data=synthetic_zs", "logger=wandb", "logger.mode=offline", *overrides])
+    )
+    record = records_in(tmp_path)[0]
+    (run_file,) = Path(result.logged_to[0]).glob("run-*.wandb")
+    logged = wandb_summary(run_file)
+    for name in ("p@200", "map@200"):
+        assert logged[f"final/{name}"] == pytest.approx(record.metrics[name])
+        assert logged[f"test/{name}"] == pytest.approx(record.metrics[name])
