@@ -68,10 +68,13 @@ METHODS: Registry[Any] = Registry(
     "method",
     modules=("sbir_bench.methods.baseline", "sbir_bench.methods.cvae"),
 )
-DATASETS: Registry[Any] = Registry("dataset", modules=("sbir_bench.data.synthetic",))
+DATASETS: Registry[Any] = Registry("dataset", modules=("sbir_bench.data.synthetic", "sbir_bench.data.readers"))
+# name -> check(root=None, **kwargs) -> list[Problem]: every problem of a dataset tree (sbir-bench data check)
+DATASET_CHECKERS: Registry[Any] = Registry("dataset checker", modules=DATASETS._modules)
 
 register_method = METHODS.register
 register_dataset = DATASETS.register
+register_dataset_checker = DATASET_CHECKERS.register
 
 
 def list_methods(pattern: str = "*") -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 Domain = Literal["sketch", "photo", "shape"]
-Setting = Literal["traditional", "zeroshot"]
+Setting = Literal["traditional", "zeroshot", "fine_grained"]  # fine_grained: relevant = same instance
 RECORD_COLUMNS = ("domain", "label", "instance", "path", "views")
 SPLIT_PARTS = ("train", "val_query", "val_gallery", "test_query", "test_gallery")
 
@@ -87,6 +87,8 @@ class Catalog:
     class_semantics: np.ndarray | None = None  # [num_classes, dim] side information
     semantics_kind: str = ""  # e.g. "attributes", "word2vec-300"
     instance_attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    # split name -> int [T, 3] record indices (anchor sketch, positive photo, negative photo), e.g. QMUL's
+    triplets: dict[str, np.ndarray] = field(default_factory=dict)
     fingerprint: str = ""  # changes whenever the records change; keys feature caches
 
     def split(self, name: str) -> Split:

@@ -1,0 +1,11 @@
+"""Readers of the official on-disk layouts: each module registers its datasets (``DATASETS``) and their
+checkers (``DATASET_CHECKERS``) when imported. Shared helpers live in :mod:`.common`."""
+
+from __future__ import annotations
+
+import importlib
+
+READER_MODULES: tuple[str, ...] = ()  # each reader appends its module name here
+
+for _module in READER_MODULES:
+    importlib.import_module(f"{__name__}.{_module}")

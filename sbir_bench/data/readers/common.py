@@ -1,0 +1,95 @@
+"""What every reader of an official layout shares: finding the root, listing files, fingerprints, problems.
+
+Readers turn a folder a user unpacked into a :class:`~sbir_bench.data.records.Catalog`; they never
+download anything. A missing or misplaced root raises :class:`DatasetError` naming the folder and the
+layout expected; ``check_*`` functions collect every :class:`Problem` of a tree instead of stopping at
+the first (``sbir-bench data check``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sbir_bench.data.records import DatasetError
+
+DATA_ROOT_ENV = "SBIR_DATA"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset tree: the path concerned and what was expected there."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def resolve_root(root: str | os.PathLike[str] | None, folder: str, layout: str, *, marker: str) -> Path:
+    """The dataset folder: ``root`` if given, else ``$SBIR_DATA/<folder>``.
+
+    ``marker`` is a relative path that must exist under the root (e.g. ``"rendered_256x256"``); when it
+    is found one level down instead (the archive unpacked into an extra wrapping folder) that level is
+    used. Otherwise a DatasetError names the folder tried and shows ``layout``, the expected tree.
+    """
+    if root is None or str(root) == "":
+        base = os.environ.get(DATA_ROOT_ENV)
+        if not base:
+            raise DatasetError(
+                f"no data root given for {folder}: pass root=... (data.dataset_kwargs.root) or set "
+                f"${DATA_ROOT_ENV} so that ${DATA_ROOT_ENV}/{folder} exists. Expected layout:\n{layout}"
+            )
+        root = Path(base) / folder
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DatasetError(f"{folder} root {path} is not a folder. Expected layout:\n{layout}")
+    if (path / marker).exists():
+        return path
+    wrapped = [child for child in sorted(path.iterdir()) if child.is_dir() and (child / marker).exists()]
+    if len(wrapped) == 1:
+        return wrapped[0]
+    raise DatasetError(f"{path} does not hold {folder}: {marker!r} not found in it. Expected layout:\n{layout}")
+
+
+def is_image(path: Path) -> bool:
+    """Image files by suffix, case-insensitively (``.JPEG`` counts: no silent file-count drift)."""
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
+    return sorted((p for p in folder.iterdir() if is_image(p)), key=lambda p: p.name)
+
+
+def tree_fingerprint(root: Path, files: Iterable[Path], *extra: object) -> str:
+    """Changes whenever a file is added, removed, renamed, resized or touched, or ``extra`` changes."""
+    digest = hashlib.sha256()
+    for item in extra:
+        digest.update(repr(item).encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def image_problems(paths: Iterable[Path]) -> list[Problem]:
+    """Zero-byte, truncated or undecodable image files (each fully decoded once)."""
+    from PIL import Image, UnidentifiedImageError
+
+    problems = []
+    for path in paths:
+        if path.stat().st_size == 0:
+            problems.append(Problem(str(path), "empty (zero-byte) file"))
+            continue
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, UnidentifiedImageError, SyntaxError) as error:
+            problems.append(Problem(str(path), f"unreadable image ({error})"))
+    return problems
