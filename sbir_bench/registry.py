@@ -68,7 +68,9 @@ METHODS: Registry[Any] = Registry(
     "method",
     modules=("sbir_bench.methods.baseline", "sbir_bench.methods.cvae"),
 )
-DATASETS: Registry[Any] = Registry("dataset", modules=("sbir_bench.data.synthetic", "sbir_bench.data.readers"))
+DATASETS: Registry[Any] = Registry(
+    "dataset", modules=("sbir_bench.data.synthetic", "sbir_bench.data.readers")
+)
 # name -> check(root=None, **kwargs) -> list[Problem]: every problem of a dataset tree (sbir-bench data check)
 DATASET_CHECKERS: Registry[Any] = Registry("dataset checker", modules=DATASETS._modules)
 

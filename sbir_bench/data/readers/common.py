@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def resolve_root(root: str | os.PathLike[str] | None, folder: str, layout: str, 
     wrapped = [child for child in sorted(path.iterdir()) if child.is_dir() and (child / marker).exists()]
     if len(wrapped) == 1:
         return wrapped[0]
-    raise DatasetError(f"{path} does not hold {folder}: {marker!r} not found in it. Expected layout:\n{layout}")
+    raise DatasetError(
+        f"{path} does not hold {folder}: {marker!r} not found in it. Expected layout:\n{layout}"
+    )
 
 
 def is_image(path: Path) -> bool:
@@ -93,3 +96,47 @@ def image_problems(paths: Iterable[Path]) -> list[Problem]:
         except (OSError, UnidentifiedImageError, SyntaxError) as error:
             problems.append(Problem(str(path), f"unreadable image ({error})"))
     return problems
+
+
+def folder_key(name: str) -> str:
+    """A folder name reduced to lower-case letters and digits: ``hot-air_balloon``, ``hot_air_balloon``
+    and ``Hot Air Balloon`` share the key ``hotairballoon``."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def match_class_folders(
+    parent: Path, class_names: Sequence[str], aliases: Mapping[str, str] | None = None
+) -> tuple[dict[str, Path], list[Path]]:
+    """The folder of each class found under ``parent``, and the folders that match no class.
+
+    A folder matches a class by its exact name, else by :func:`folder_key` (releases that rename
+    ``hot-air_balloon`` to ``hot_air_balloon``), else through ``aliases`` (folder key -> class name, for
+    known misspellings). A second folder for an already matched class counts as unmatched. Hidden
+    folders (``.name``) are ignored.
+    """
+    by_key = {folder_key(name): name for name in class_names}
+    by_key.update({key: name for key, name in (aliases or {}).items() if key not in by_key})
+    folders = sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found: dict[str, Path] = {}
+    for folder in folders:  # exact names first, so a renamed duplicate never shadows the original
+        if folder.name in class_names:
+            found[folder.name] = folder
+    unmatched = []
+    for folder in folders:
+        if folder.name in class_names:
+            continue
+        name = by_key.get(folder_key(folder.name))
+        if name is None or name in found:
+            unmatched.append(folder)
+        else:
+            found[name] = folder
+    return found, unmatched
+
+
+def raise_for_problems(problems: Sequence[Problem], what: str, *, shown: int = 10) -> None:
+    """Raise one DatasetError listing the first ``shown`` problems (and how many more), if any."""
+    if not problems:
+        return
+    lines = "\n".join(f"  - {problem}" for problem in problems[:shown])
+    more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    raise DatasetError(f"{what} has {len(problems)} problem(s):\n{lines}{more}")
