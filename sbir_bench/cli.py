@@ -1,4 +1,4 @@
-"""The ``sbir-bench`` command: bench | evaluate | leaderboard | list.
+"""The ``sbir-bench`` command: bench | evaluate | leaderboard | list | data (summary | check).
 
 A thin layer: it parses arguments, calls the package, and turns the suite's own errors into one clear
 line on stderr (exit code 2) instead of a traceback (set SBIR_DEBUG=1 for the traceback).
@@ -7,11 +7,13 @@ line on stderr (exit code 2) instead of a traceback (set SBIR_DEBUG=1 for the tr
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sbir_bench.config import ConfigError
 from sbir_bench.data.records import DatasetError
@@ -96,6 +98,111 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``-o key=value`` pairs; values read as YAML scalars (``0.2``, ``true``, ``null``, ``edge``)."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise ValueError(f"option {pair!r} is not key=value")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def _checked_options(what: str, factory: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` unless ``factory`` takes no such keyword (then a ValueError listing those it takes)."""
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return options
+    accepted = sorted(p.name for p in parameters if p.name not in ("cache_dir", "progress"))
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{what} takes no option(s) {unknown}; its options: {', '.join(accepted) or '(none)'}"
+        )
+    return options
+
+
+_DOMAIN_PLURALS = {"sketch": "sketches", "photo": "photos", "shape": "shapes"}
+
+
+def _split_counts(catalog: Any, name: str) -> dict[str, Any]:
+    """Per split: classes seen / unseen, records per domain, the size of every part and of its triplets."""
+    import numpy as np
+
+    from sbir_bench.data.records import SPLIT_PARTS
+
+    split = catalog.split(name)
+    domains = catalog.records["domain"].to_numpy()
+    used = np.unique(np.concatenate([split.part(part) for part in SPLIT_PARTS]))
+    return {
+        "split": name,
+        "setting": split.setting,
+        "seen_classes": len(split.seen_classes),
+        "unseen_classes": len(split.unseen_classes),
+        **{plural: int((domains[used] == domain).sum()) for domain, plural in _DOMAIN_PLURALS.items()},
+        **split.counts(),
+        "triplets": int(len(catalog.triplets.get(name, ()))),
+    }
+
+
+def cmd_data_summary(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from sbir_bench.registry import DATASETS
+
+    options = _parse_options(args.option)
+    if args.root is not None:
+        options["root"] = str(args.root)
+    factory = DATASETS.get(args.dataset)
+    catalog = DATASETS.create(
+        args.dataset,
+        cache_dir=str(args.cache_dir),
+        **_checked_options(f"dataset {args.dataset!r}", factory, options),
+    )
+    names = [args.split] if args.split else list(catalog.splits)
+    rows = [_split_counts(catalog, name) for name in names]
+    summary = {
+        "dataset": catalog.name,
+        "fingerprint": catalog.fingerprint,
+        "classes": catalog.num_classes,
+        "records": {
+            domain: int(n) for domain, n in catalog.records["domain"].value_counts().sort_index().items()
+        },
+        "splits": {row["split"]: {k: v for k, v in row.items() if k != "split"} for row in rows},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    records = ", ".join(f"{n} {_DOMAIN_PLURALS[domain]}" for domain, n in summary["records"].items())
+    print(f"{catalog.name}: {catalog.num_classes} classes, {records} (fingerprint {catalog.fingerprint})")
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from sbir_bench.registry import DATASET_CHECKERS, DATASETS
+
+    DATASETS.get(args.dataset)  # an unknown dataset fails here, naming the known ones
+    if args.dataset not in DATASET_CHECKERS:
+        raise DatasetError(
+            f"dataset {args.dataset!r} has no checker (it is not read from a tree on disk); datasets with "
+            f"one: {', '.join(DATASET_CHECKERS.names()) or '(none)'}"
+        )
+    checker = DATASET_CHECKERS.get(args.dataset)
+    options = _checked_options(f"checker of {args.dataset!r}", checker, _parse_options(args.option))
+    problems = checker(root=None if args.root is None else str(args.root), **options)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print("no problem found")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="sbir-bench", description=__doc__.splitlines()[0])
     sub = root.add_subparsers(dest="command", required=True)
@@ -124,6 +231,28 @@ def parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="registered methods and datasets")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)
+
+    data = sub.add_parser("data", help="inspect a dataset: split counts, or every problem of its tree")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    option_help = "a dataset option (data.dataset_kwargs), repeatable, e.g. -o layout=packed"
+    summary = data_sub.add_parser("summary", help="per-split counts of classes, sketches, photos, parts")
+    summary.add_argument("dataset")
+    summary.add_argument("--root", type=Path, help="the dataset folder (default: under $SBIR_DATA)")
+    summary.add_argument("--split", help="only this split")
+    summary.add_argument("--json", action="store_true")
+    summary.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("SBIR_CACHE", ".cache/sbir_bench")),
+        help="where generated or unpacked data is cached (default: $SBIR_CACHE or .cache/sbir_bench)",
+    )
+    summary.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help=option_help)
+    summary.set_defaults(func=cmd_data_summary)
+    check = data_sub.add_parser("check", help="list every problem of a dataset tree (exit code 1 if any)")
+    check.add_argument("dataset")
+    check.add_argument("--root", type=Path, help="the dataset folder (default: under $SBIR_DATA)")
+    check.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help=option_help)
+    check.set_defaults(func=cmd_data_check)
     return root
 
 
