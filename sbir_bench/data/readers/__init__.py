@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-READER_MODULES: tuple[str, ...] = ()  # each reader appends its module name here
+READER_MODULES: tuple[str, ...] = ("qmul", "sketchy", "tuberlin", "shrec")  # one module per reader
 
 for _module in READER_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
