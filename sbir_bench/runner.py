@@ -97,6 +97,7 @@ def build_datamodule(
         eval_batch_size=int(data.eval_batch_size),
         num_workers=int(data.num_workers),
         seed=seed,
+        semantics=to_container(data.semantics) if data.get("semantics") else None,
     )
     datamodule.configure_for(method_cls.inputs, method_cls.train_sampling)
     return datamodule
@@ -257,7 +258,12 @@ def draw_grid(method: RetrievalMethod, datamodule: RetrievalDataModule, num_quer
     return retrieval_grid(
         query_rows["path"].iloc[chosen].tolist(),
         query_labels[chosen].tolist(),
-        gallery_rows["path"].tolist(),
+        [_picture_of(row) for row in gallery_rows.itertuples()],
         gallery_labels.tolist(),
         ranked.cpu().numpy(),
     )
+
+
+def _picture_of(record: Any) -> str:
+    """The image that stands for a record in the grid: its file, or a shape's first rendered view."""
+    return record.path or (record.views[0] if len(record.views) else "")

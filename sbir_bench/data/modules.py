@@ -13,6 +13,11 @@ Batches:
   where ``index`` is the position in that query or gallery list (0..N-1), so the evaluation engine can
   drop the duplicates a DistributedSampler pads with.
 
+Evaluation labels decide relevance: the class, or in a ``fine_grained`` split the instance (a query's only
+relevant item is its own photo). ``semantics={"vectors": FILE, "format": ..., "fallback": ...}`` replaces
+the reader's class side information with word vectors of the class names
+(:func:`~sbir_bench.data.semantics.class_word_vectors`).
+
 Inputs are cached backbone features (float32 ``[d]``, :mod:`sbir_bench.data.features`) or image tensors
 (float32 ``[3, H, W]``, sketches read as RGB) through :func:`~sbir_bench.data.images.image_transform`.
 """
@@ -20,6 +25,7 @@ Inputs are cached backbone features (float32 ``[d]``, :mod:`sbir_bench.data.feat
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -32,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from sbir_bench.data.features import BackboneSpec, extract_features
 from sbir_bench.data.images import image_transform, load_image
 from sbir_bench.data.records import Catalog, DataInfo, DatasetError, Split
+from sbir_bench.data.semantics import class_word_vectors
 from sbir_bench.registry import DATASETS
 
 __all__ = ["INPUTS", "TRAIN_SAMPLINGS", "RetrievalDataModule"]
@@ -171,6 +178,7 @@ class RetrievalDataModule(L.LightningDataModule):
         eval_batch_size: int = 512,
         num_workers: int = 0,
         seed: int = 0,
+        semantics: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.dataset = dataset
@@ -182,6 +190,7 @@ class RetrievalDataModule(L.LightningDataModule):
         self.eval_batch_size = int(eval_batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
+        self.semantics = {k: v for k, v in (semantics or {}).items() if v is not None}
         self._catalog: Catalog | None = None
         self._split: Split | None = None
         self._features: np.ndarray | None = None
@@ -204,6 +213,11 @@ class RetrievalDataModule(L.LightningDataModule):
     def _build_catalog(self) -> Catalog:
         catalog = DATASETS.create(self.dataset, cache_dir=self.cache_dir, **self.dataset_kwargs)
         catalog.split(self.split)  # an unknown split fails here, naming the known ones
+        if self.semantics.get("vectors"):  # word vectors of the class names replace the reader's own
+            catalog.class_semantics = class_word_vectors(
+                catalog.class_names, cache_dir=self.cache_dir, **self.semantics
+            )
+            catalog.semantics_kind = f"word vectors ({Path(str(self.semantics['vectors'])).name})"
         return catalog
 
     def _features_of(self, catalog: Catalog, progress: bool) -> np.ndarray:
@@ -335,9 +349,16 @@ class RetrievalDataModule(L.LightningDataModule):
             drop_last=drop_last,
         )
 
+    def _relevance_labels(self) -> np.ndarray:
+        """What makes a gallery item relevant to a query: its class, or (fine-grained) its instance."""
+        records = self.catalog.records
+        if self.split_.setting == "fine_grained":
+            return pd.factorize(records["instance"])[0].astype(np.int64)
+        return records["label"].to_numpy()
+
     def _eval_loaders(self, stage: str) -> list[DataLoader]:
         loaders = []
-        labels = self.catalog.records["label"].to_numpy()
+        labels = self._relevance_labels()
         inputs = self._inputs(train=False)
         for side in ("query", "gallery"):
             records = self.split_.part(f"{stage}_{side}")

@@ -199,3 +199,19 @@ def test_ddp_ranks_share_one_triplet_sequence(module_dir):
     whole = list(make(module_dir, "zeroshot", train_sampling="triplets").train_dataloader().sampler)
     assert sorted(shares[0] + shares[1]) == sorted(whole)
     assert len(shares[0]) == len(shares[1]) == len(whole) // 2
+
+
+def test_semantics_option_gives_word_vectors_of_the_class_names(tmp_path):
+    from sbir_bench.data.semantics import class_name_words
+
+    names = DATASETS.create(FAKE, cache_dir=str(tmp_path / "cache"), val="both").class_names
+    words = sorted({word for name in names for word in class_name_words(name)})
+    rng = np.random.default_rng(0)
+    table = {word: rng.standard_normal(3).round(3) for word in words}
+    glove = tmp_path / "tiny_glove.txt"
+    glove.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in table.items()))
+    module = make(tmp_path, semantics={"vectors": str(glove), "format": "glove-text", "fallback": None})
+    semantics = module.info().class_semantics
+    assert semantics.shape == (len(names), 3)
+    first = np.mean([table[w] for w in class_name_words(names[0])], axis=0)
+    np.testing.assert_allclose(semantics[0], first, rtol=1e-5)
