@@ -53,6 +53,7 @@ lint: $(STAMP) ## ruff lint + format check
 
 benchmark: $(STAMP) ## run the speed benchmarks (prints ratios against their references)
 	$(BIN)/python benchmarks/eval_speed.py
+	$(BIN)/python benchmarks/feature_throughput.py
 
 clean: ## remove caches and run outputs (keeps leaderboard results and .venv)
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from sbir_bench.data.images import image_transform, load_image
-from sbir_bench.data.locking import atomic_path, atomic_write_text, file_lock, sha256_file
+from sbir_bench.data.images import image_transform, load_image, pretrain_transform
+from sbir_bench.data.locking import (
+    atomic_path,
+    atomic_save_npy,
+    atomic_write_text,
+    file_lock,
+    sha256_file,
+)
 from sbir_bench.data.records import Catalog, DatasetError
 
 __all__ = [
@@ -71,6 +78,8 @@ class BackboneSpec:
     pretrain_epochs: int = 0
     pretrain_lr: float = 1e-3
     pretrain_batch_size: int = 64
+    pretrain_edge_prob: float = 0.0  # share of pre-training photos swapped for their edge map
+    pretrain_grayscale_prob: float = 0.0
     seed: int = 0
 
     @classmethod
@@ -262,8 +271,9 @@ def pretrain_backbone(
 
     Trains the backbone (from ``spec``'s initial weights) plus a linear classifier with cross-entropy
     on :func:`pretraining_indices` photos for ``pretrain_epochs`` epochs: AdamW (weight decay 0.05),
-    cosine learning-rate decay per step, the light training augmentation of
-    :func:`~sbir_bench.data.images.image_transform`, seeded with ``spec.seed``. The backbone's
+    cosine learning-rate decay per step, the augmentation of
+    :func:`~sbir_bench.data.images.pretrain_transform` (crops, flips, and with ``pretrain_edge_prob`` a
+    photo's own edge map in its place), seeded with ``spec.seed``. The backbone's
     state_dict (classifier dropped) is cached, keyed by the catalog fingerprint and the whole spec.
     """
     if spec.pretrain_epochs <= 0:
@@ -276,7 +286,7 @@ def pretrain_backbone(
             "fingerprint": catalog.fingerprint,
             "spec": asdict(spec),
             "init": weights_identity(spec),
-            "transform": repr(image_transform(spec.image_size, train=True)),
+            "transform": repr(_pretraining_transform(spec)),
             "timm": timm.__version__,
             "torch": torch.__version__,
         }
@@ -293,6 +303,10 @@ def pretrain_backbone(
     return weights_file
 
 
+def _pretraining_transform(spec: BackboneSpec) -> Any:
+    return pretrain_transform(spec.image_size, spec.pretrain_edge_prob, spec.pretrain_grayscale_prob)
+
+
 def _train_classifier(
     catalog: Catalog, spec: BackboneSpec, indices: np.ndarray, *, num_workers: int, progress: bool
 ) -> dict[str, torch.Tensor]:
@@ -303,7 +317,7 @@ def _train_classifier(
         torch.manual_seed(spec.seed)
         model = create_backbone(spec).to(device).train()
         head = nn.Linear(feature_dim(model), len(classes)).to(device)
-        photos = _ImageFiles(records["path"].tolist(), image_transform(spec.image_size, train=True), targets)
+        photos = _ImageFiles(records["path"].tolist(), _pretraining_transform(spec), targets)
         batch_size = min(spec.pretrain_batch_size, len(photos))
         loader = DataLoader(
             photos,
@@ -404,6 +418,107 @@ def feature_cache_dir(catalog: Catalog, spec: BackboneSpec, cache_dir: str | Pat
     )
 
 
+SHARD_IMAGES = 4096  # images per shard of an extraction (a shard ends at a record boundary)
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """Records ``[start, stop)`` of the catalog, whose images are ``[first_image, end_image)`` of
+    :func:`_image_items`' list: the unit an extraction finishes, checksums and resumes from."""
+
+    start: int
+    stop: int
+    first_image: int
+    end_image: int
+
+    @property
+    def name(self) -> str:
+        return f"records-{self.start:09d}-{self.stop:09d}"
+
+
+def _plan_shards(owners: np.ndarray, num_records: int, shard_images: int) -> list[_Shard]:
+    """Cut the records into runs of about ``shard_images`` images, only between records.
+
+    A record joins the shard its first image falls in, so a shape's views never straddle two shards
+    (a shard may run over by the views of its last shape).
+    """
+    if shard_images < 1:
+        raise ValueError(f"shard_images must be >= 1, got {shard_images}")
+    first_images = np.concatenate([[0], np.cumsum(np.bincount(owners, minlength=num_records))])
+    groups = first_images[:-1] // shard_images
+    starts = np.flatnonzero(np.diff(groups, prepend=-1))
+    stops = np.append(starts[1:], num_records)
+    return [
+        _Shard(int(start), int(stop), int(first_images[start]), int(first_images[stop]))
+        for start, stop in zip(starts, stops, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class _ShardStore:
+    """The ``shards/`` folder of a feature cache entry being built: ``<shard>.npy`` (float32
+    ``[records, d]``) plus ``<shard>.json`` (key, record range, SHA-256), the latter written last."""
+
+    folder: Path
+    key: Mapping[str, Any]
+
+    def data_file(self, shard: _Shard) -> Path:
+        return self.folder / f"{shard.name}.npy"
+
+    def save(self, shard: _Shard, features: np.ndarray) -> None:
+        data_file = self.data_file(shard)
+        atomic_save_npy(data_file, features)
+        meta = {"key": self.key, "records": [shard.start, shard.stop], "sha256": sha256_file(data_file)}
+        atomic_write_text(data_file.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True))
+
+    def finished(self, shards: Sequence[_Shard], dim: int) -> set[_Shard]:
+        """The shards an interrupted extraction finished and that verify; the others are recomputed.
+
+        A shard without its ``.json`` was never finished and is dropped silently; one whose ``.json``
+        exists but does not verify is reported with a :class:`StaleCacheWarning`.
+        """
+        finished = set()
+        for shard in shards:
+            if not self.data_file(shard).with_suffix(".json").exists():
+                continue
+            problem = self._problem(shard, dim)
+            if problem is None:
+                finished.add(shard)
+            else:
+                warnings.warn(
+                    f"feature cache shard {self.data_file(shard)} is unusable: {problem}; recomputing it",
+                    StaleCacheWarning,
+                    stacklevel=5,
+                )
+        return finished
+
+    def _problem(self, shard: _Shard, dim: int) -> str | None:
+        data_file = self.data_file(shard)
+        meta_file = data_file.with_suffix(".json")
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return f"{meta_file.name} is unreadable"
+        if meta.get("key") != self.key or meta.get("records") != [shard.start, shard.stop]:
+            return f"{meta_file.name} does not match the requested key and records"
+        if not data_file.is_file():
+            return f"{data_file.name} is missing"
+        if meta.get("sha256") != sha256_file(data_file):
+            return f"{data_file.name} fails its checksum (corrupt or partial)"
+        array = np.load(data_file, mmap_mode="r")
+        expected = (shard.stop - shard.start, dim)
+        if array.dtype != np.float32 or array.shape != expected:
+            return f"{data_file.name} holds {array.dtype} {array.shape}, expected float32 {list(expected)}"
+        return None
+
+
+def _remove_interrupted_writes(folder: Path) -> None:
+    """Delete the temporaries of :func:`~sbir_bench.data.locking.atomic_path` a killed writer left behind
+    (the caller holds the entry's lock, so no live writer owns them)."""
+    for stray in folder.glob(".*.tmp"):
+        stray.unlink(missing_ok=True)
+
+
 def extract_features(
     catalog: Catalog,
     spec: BackboneSpec,
@@ -412,6 +527,7 @@ def extract_features(
     batch_size: int = 256,
     num_workers: int = 0,
     progress: bool = True,
+    shard_images: int = SHARD_IMAGES,
 ) -> np.ndarray:
     """Backbone features of every record, ``float32 [len(catalog.records), d]``, memory-mapped read-only.
 
@@ -420,6 +536,12 @@ def extract_features(
     the catalog name and fingerprint, the backbone, the weights' identity (file checksum or random-init
     seed) and the evaluation transform; the entry is checked against its meta.json and checksum on
     every load and rebuilt (with a :class:`StaleCacheWarning`) when it does not pass.
+
+    Images stream through a DataLoader (``num_workers`` decoding processes, pinned memory on CUDA) in
+    shards of about ``shard_images`` images (whole records), each saved with its checksum under the
+    entry's ``shards/`` folder as soon as it is done; an interrupted extraction resumes from the shards
+    that verify. Once all are done they are assembled into the memory-mapped ``features.npy`` and removed.
+    Batches never cross a shard, so a resumed extraction gives the same bytes as an uninterrupted one.
     """
     _require_fingerprint(catalog)
     pretrained_file = pretrain_backbone(catalog, spec, cache_dir, num_workers=num_workers, progress=progress)
@@ -430,10 +552,22 @@ def extract_features(
     )
     weights = weights_identity(spec_for_weights)
     key = _feature_key(catalog, spec, weights)
-    features_file = feature_cache_dir(catalog, spec, cache_dir, weights) / "features.npy"
-    with file_lock(features_file.parent / ".lock"):
+    entry = feature_cache_dir(catalog, spec, cache_dir, weights)
+    features_file = entry / "features.npy"
+    with file_lock(entry / ".lock"):
         if not _use_or_rebuild(features_file, key, "feature cache") or not _shape_ok(features_file, catalog):
-            _compute_features(catalog, spec_for_weights, features_file, batch_size, num_workers, progress)
+            _remove_interrupted_writes(entry)
+            store = _ShardStore(entry / "shards", key)
+            _compute_features(
+                catalog,
+                spec_for_weights,
+                features_file,
+                store,
+                batch_size,
+                num_workers,
+                progress,
+                shard_images,
+            )
             _write_meta(
                 features_file,
                 key,
@@ -441,6 +575,7 @@ def extract_features(
                 dtype="float32",
                 pretraining=None if pretrained_file is None else asdict(spec),
             )
+            shutil.rmtree(store.folder)
     return np.load(features_file, mmap_mode="r")
 
 
@@ -457,42 +592,89 @@ def _shape_ok(features_file: Path, catalog: Catalog) -> bool:
     return False
 
 
-@torch.inference_mode()
 def _compute_features(
     catalog: Catalog,
     spec: BackboneSpec,
     features_file: Path,
+    store: _ShardStore,
     batch_size: int,
     num_workers: int,
     progress: bool,
+    shard_images: int,
 ) -> None:
+    """Compute the shards not finished yet, then assemble all of them into ``features_file``."""
     device = _device()
     model = create_backbone(spec).to(device)
-    paths, owners = _image_items(catalog)
-    loader = DataLoader(
-        _ImageFiles(paths, image_transform(spec.image_size, train=False)),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-    )
     dim = feature_dim(model)
+    paths, owners = _image_items(catalog)
+    shards = _plan_shards(owners, len(catalog.records), shard_images)
+    store.folder.mkdir(parents=True, exist_ok=True)
+    _remove_interrupted_writes(store.folder)
+    finished = store.finished(shards, dim)
+    missing = [shard for shard in shards if shard not in finished]
+    if missing:
+        loader = DataLoader(
+            _ImageFiles(paths, image_transform(spec.image_size, train=False)),
+            batch_sampler=_shard_batches(missing, batch_size),
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        # a bar updated by hand: tqdm.auto wrapping the loader would start its workers twice
+        with tqdm(
+            total=sum(shard.end_image - shard.first_image for shard in missing),
+            unit="img",
+            disable=not progress,
+            desc=f"{spec.name} features of {catalog.name} ({len(finished)} of {len(shards)} shards resumed)",
+        ) as bar:
+            _compute_shards(model, device, spec.name, iter(loader), paths, owners, missing, store, dim, bar)
     with atomic_path(features_file) as temporary:
         out = np.lib.format.open_memmap(
             temporary, mode="w+", dtype=np.float32, shape=(len(catalog.records), dim)
         )
-        start = 0
-        for images in tqdm(loader, disable=not progress, desc=f"{spec.name} features of {catalog.name}"):
-            batch = model(images.to(device)).float().cpu().numpy()
-            if batch.shape[1] != dim:
-                raise RuntimeError(f"backbone {spec.name!r} gave {batch.shape[1]}-d features, expected {dim}")
-            finite = np.isfinite(batch).all(axis=1)
-            if not finite.all():
-                bad = paths[start + int(np.flatnonzero(~finite)[0])]
-                raise FloatingPointError(
-                    f"backbone {spec.name!r} produced NaN/inf features (first for {bad})"
-                )
-            np.add.at(out, owners[start : start + len(batch)], batch)
-            start += len(batch)
-        out /= np.bincount(owners, minlength=len(catalog.records))[:, None].astype(np.float32)
+        for shard in shards:
+            out[shard.start : shard.stop] = np.load(store.data_file(shard), mmap_mode="r")
         out.flush()
         del out
+
+
+def _shard_batches(shards: Sequence[_Shard], batch_size: int) -> list[list[int]]:
+    """Image indices per batch, in order; a shard's batches are the same whether or not it is resumed."""
+    return [
+        list(range(first, min(first + batch_size, shard.end_image)))
+        for shard in shards
+        for first in range(shard.first_image, shard.end_image, batch_size)
+    ]
+
+
+@torch.inference_mode()
+def _compute_shards(
+    model: nn.Module,
+    device: torch.device,
+    backbone: str,
+    batches: Iterator[torch.Tensor],
+    paths: Sequence[str],
+    owners: np.ndarray,
+    shards: Sequence[_Shard],
+    store: _ShardStore,
+    dim: int,
+    bar: tqdm,
+) -> None:
+    """Run ``model`` on the image ``batches`` of ``shards`` (as :func:`_shard_batches` cuts them) and save
+    each shard, averaged per record, as soon as its last batch is done."""
+    for shard in shards:
+        sums = np.zeros((shard.stop - shard.start, dim), dtype=np.float32)
+        first = shard.first_image
+        while first < shard.end_image:
+            batch = model(next(batches).to(device, non_blocking=True)).float().cpu().numpy()
+            if batch.shape[1] != dim:
+                raise RuntimeError(f"backbone {backbone!r} gave {batch.shape[1]}-d features, expected {dim}")
+            finite = np.isfinite(batch).all(axis=1)
+            if not finite.all():
+                bad = paths[first + int(np.flatnonzero(~finite)[0])]
+                raise FloatingPointError(f"backbone {backbone!r} produced NaN/inf features (first for {bad})")
+            np.add.at(sums, owners[first : first + len(batch)] - shard.start, batch)
+            first += len(batch)
+            bar.update(len(batch))
+        views = np.bincount(owners[shard.first_image : shard.end_image] - shard.start, minlength=len(sums))
+        sums /= views[:, None].astype(np.float32)
+        store.save(shard, sums)
