@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from sbir_bench.data.images import IMAGENET_MEAN, IMAGENET_STD, image_transform, load_image
+from sbir_bench.data.images import IMAGENET_MEAN, IMAGENET_STD, RandomEdgeMap, image_transform, load_image
 from sbir_bench.data.records import DatasetError
 
 
@@ -86,3 +86,21 @@ def test_train_transform_augments() -> None:
     # a horizontal flip of a left-to-right ramp makes some outputs darken to the right
     slopes = [float(t[0, :, -1].mean() - t[0, :, 0].mean()) for t in outputs]
     assert min(slopes) < 0 < max(slopes)
+
+
+def test_edge_map_turns_a_filled_shape_into_its_outline_on_white():
+    photo = Image.new("RGB", (32, 32), (200, 220, 240))  # strong edges only become ink
+    ImageDraw.Draw(photo).rectangle((8, 8, 23, 23), fill=(120, 20, 20))
+    edges = np.asarray(RandomEdgeMap(p=1.0)(photo))
+    assert edges.shape == (32, 32, 3) and set(np.unique(edges)) <= {0, 255}
+    ink = edges[..., 0] == 0
+    assert ink[7:9, 8:24].any(axis=0).all() and ink[23:25, 8:24].any(axis=0).all(), "top and bottom drawn"
+    assert ink[8:24, 7:9].any(axis=1).all() and ink[8:24, 23:25].any(axis=1).all(), "left and right drawn"
+    assert not ink[12:20, 12:20].any() and not ink[2:6, 2:6].any(), "inside and background are paper"
+
+
+def test_edge_map_probability_zero_is_the_identity_and_bad_probabilities_fail():
+    photo = Image.new("RGB", (8, 8), (1, 2, 3))
+    assert RandomEdgeMap(p=0.0)(photo) is photo
+    with pytest.raises(ValueError, match="probability"):
+        RandomEdgeMap(p=1.5)
