@@ -129,7 +129,8 @@ def build_table(records: list[RunRecord], paper: pd.DataFrame | None = None) -> 
         lambda: {setting: {} for setting in SETTING_PREFIX}
     )
     for (method, variant, dataset, setting, split), group in _current_records(records).items():
-        splits[(method, variant, dataset)][setting][split] = group
+        if setting in SETTING_PREFIX:  # category-level table; fine-grained records are kept, not tabled here
+            splits[(method, variant, dataset)][setting][split] = group
     paper_by_method: dict[str, dict[str, float]] = (
         {}
         if paper is None

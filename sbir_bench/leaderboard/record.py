@@ -29,7 +29,7 @@ from typing import IO, Any
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "error")
-SETTINGS = ("traditional", "zeroshot")
+SETTINGS = ("traditional", "zeroshot", "fine_grained")
 VERSIONED_PACKAGES = ("torch", "lightning", "timm", "numpy", "sbir_bench")
 # Method, variant, dataset, split and run id become path components: keep them to plain names.
 _PATH_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -55,7 +55,7 @@ class RunRecord:
     variant: str  # config label, e.g. "default" or "paper"
     dataset: str
     split: str  # e.g. "zeroshot", "traditional", "zeroshot_yelamarthi"
-    setting: str  # "traditional" | "zeroshot"
+    setting: str  # "traditional" | "zeroshot" | "fine_grained"
     seed: int
     status: str  # "ok" | "error"
     metrics: dict[str, float]

@@ -249,3 +249,33 @@ def test_written_csv_reads_back_with_the_same_numbers(tmp_path):
     numeric = [c for c in COLUMNS if c not in ("method", "variant", "dataset", "trad_split", "zs_split")]
     assert ((back[numeric] - table[numeric]).abs().fillna(0) <= 5e-5).all().all()
     assert md_path.read_text().count("\n## ") == 2
+
+
+def test_fine_grained_records_stay_out_of_the_category_level_table(tmp_path):
+    from sbir_bench.leaderboard.build import build_table
+    from sbir_bench.leaderboard.record import RunRecord
+
+    def record(setting: str, split: str) -> RunRecord:
+        return RunRecord(
+            method="baseline",
+            variant="default",
+            dataset="qmul_shoe" if setting == "fine_grained" else "synthetic",
+            split=split,
+            setting=setting,
+            seed=0,
+            status="ok",
+            metrics={"p@200": 0.5, "map@200": 0.5},
+            counts={},
+            config={},
+            config_hash="abc",
+            commit="",
+            versions={},
+            hardware={},
+            train_seconds=0.0,
+            eval_seconds=0.0,
+            created_at="2026-11-23T00:00:00+00:00",
+            run_id=f"r-{split}",
+        )
+
+    table = build_table([record("zeroshot", "zeroshot"), record("fine_grained", "fine_grained")])
+    assert list(table["dataset"]) == ["synthetic"]

@@ -484,3 +484,35 @@ def test_datamodule_extracts_features_for_every_record(tmp_path, layout):
     assert module.info().num_classes == 1 and module.info().seen_classes == (0,)
     pairs = next(iter(module.train_dataloader()))
     assert pairs["sketch"].shape[0] == pairs["photo"].shape[0] > 0
+
+
+def test_baseline_runs_end_to_end_with_instance_level_relevance(tmp_path):
+    from sbir_bench.config import compose
+    from sbir_bench.leaderboard.record import read_records
+    from sbir_bench.runner import bench
+
+    root = make_folders(tmp_path / "data")
+    bench(
+        compose(
+            [
+                "method=baseline",
+                "data=qmul_shoe",
+                f"data.dataset_kwargs.root={root}",
+                "data.backbone.name=resnet10t",
+                "data.backbone.pretrained=false",
+                "data.backbone.image_size=32",
+                "data.num_workers=0",
+                f"paths.cache_dir={tmp_path / 'cache'}",
+                f"paths.results_dir={tmp_path / 'results'}",
+                f"paths.leaderboard_dir={tmp_path / 'leaderboard'}",
+                f"paths.output_dir={tmp_path / 'outputs'}",
+                "logger=none",
+                "trainer.enable_progress_bar=false",
+            ]
+        )
+    )
+    (record,) = read_records(tmp_path / "results")
+    assert record.status == "ok" and record.setting == "fine_grained"
+    assert record.counts["n_queries"] == record.counts["n_gallery"] == TEST
+    # one relevant photo per query among TEST: top-K precision is at most 1/K, average precision is 1/rank
+    assert 0.0 < record.metrics["p@100"] <= 1 / 100 and 1 / TEST <= record.metrics["map@all"] <= 1.0
