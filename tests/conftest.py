@@ -28,16 +28,19 @@ def shared_cache(tmp_path_factory):
     return os.environ.get("SBIR_TEST_CACHE") or str(tmp_path_factory.mktemp("sbir_cache"))
 
 
-@pytest.fixture
-def tiny_overrides(tmp_path, shared_cache):
-    """Overrides that point every output of a bench run into tmp_path, on tiny synthetic data."""
-    cache = shared_cache
+def quiet_run_in(tmp_path, cache_dir) -> list[str]:
+    """Overrides sending a bench run's cache, records, leaderboard and outputs under tmp_path, no logger."""
     return [
-        f"paths.cache_dir={cache}",
+        f"paths.cache_dir={cache_dir}",
         f"paths.results_dir={tmp_path / 'results'}",
         f"paths.leaderboard_dir={tmp_path / 'leaderboard'}",
         f"paths.output_dir={tmp_path / 'outputs'}",
         "logger=none",
         "trainer.enable_progress_bar=false",
-        *TINY_DATA,
     ]
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path, shared_cache):
+    """Overrides that point every output of a bench run into tmp_path, on tiny synthetic data."""
+    return [*quiet_run_in(tmp_path, shared_cache), *TINY_DATA]

@@ -11,17 +11,14 @@ from sbir_bench.config import compose
 from sbir_bench.leaderboard.record import read_records
 from sbir_bench.runner import bench
 
+from .conftest import quiet_run_in
+
 MARGIN = 0.04  # absolute zero-shot mAP@200; the measured gap is about twice that
 
 
 def test_cvae_beats_the_baseline_on_zero_shot_map_at_200(tmp_path, shared_cache):
     paths = [
-        f"paths.cache_dir={shared_cache}",
-        f"paths.results_dir={tmp_path / 'results'}",
-        f"paths.leaderboard_dir={tmp_path / 'leaderboard'}",
-        f"paths.output_dir={tmp_path / 'outputs'}",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
+        *quiet_run_in(tmp_path, shared_cache),
         "data=synthetic_zs",
     ]
     bench(compose(["method=baseline", *paths]))

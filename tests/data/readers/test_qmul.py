@@ -18,6 +18,8 @@ from sbir_bench.data.readers.qmul import build_qmul_chair, build_qmul_shoe, chec
 from sbir_bench.data.records import DatasetError
 from sbir_bench.registry import DATASET_CHECKERS, DATASETS
 
+from ...conftest import quiet_run_in
+
 SIZE = 16
 TRAIN, TEST = 4, 3  # instances 1..4 train, 5..7 test (as the release numbers 1-304 / 305-419)
 
@@ -502,12 +504,7 @@ def test_baseline_runs_end_to_end_with_instance_level_relevance(tmp_path):
                 "data.backbone.pretrained=false",
                 "data.backbone.image_size=32",
                 "data.num_workers=0",
-                f"paths.cache_dir={tmp_path / 'cache'}",
-                f"paths.results_dir={tmp_path / 'results'}",
-                f"paths.leaderboard_dir={tmp_path / 'leaderboard'}",
-                f"paths.output_dir={tmp_path / 'outputs'}",
-                "logger=none",
-                "trainer.enable_progress_bar=false",
+                *quiet_run_in(tmp_path, tmp_path / "cache"),
             ]
         )
     )

@@ -23,11 +23,15 @@ from sbir_bench.data.readers.shrec import (
 from sbir_bench.data.records import DatasetError
 from sbir_bench.registry import DATASET_CHECKERS, DATASETS
 
+from ...conftest import quiet_run_in
+
 TETRAHEDRON = "OFF\n4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 2 1\n3 0 1 3\n3 0 3 2\n3 1 2 3\n"
 CUBE = (
     "OFF8 6 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n0 0 1\n1 0 1\n1 1 1\n0 1 1\n"
     "4 0 3 2 1\n4 4 5 6 7\n4 0 1 5 4\n4 2 3 7 6\n4 1 2 6 5\n4 0 4 7 3\n"
 )
+
+
 PYRAMID = "OFF\n5 5 0\n0 0 0\n1 0 0\n1 0 1\n0 0 1\n0.5 1 0.5\n4 0 1 2 3\n3 0 1 4\n3 1 2 4\n3 2 3 4\n3 3 0 4\n"
 TINY = {"views": "two", "image_size": 16, "progress": False}
 MODELS = {"airplane": {1: TETRAHEDRON, 2: PYRAMID}, "chair": {3: CUBE}}
@@ -324,12 +328,7 @@ def test_baseline_bench_end_to_end_on_shrec13(shrec13, tmp_path):
         "data.backbone.pretrain_epochs=0",
         "data.num_workers=0",
         "data.splits=[official]",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        f"paths.results_dir={tmp_path / 'results'}",
-        f"paths.leaderboard_dir={tmp_path / 'leaderboard'}",
-        f"paths.output_dir={tmp_path / 'outputs'}",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
+        *quiet_run_in(tmp_path, tmp_path / "cache"),
     ]
     bench(compose(overrides))
     (record,) = read_records(tmp_path / "results")

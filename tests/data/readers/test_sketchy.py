@@ -13,6 +13,8 @@ from sbir_bench.data.records import DatasetError
 from sbir_bench.data.splits import stable_order
 from sbir_bench.registry import DATASET_CHECKERS, DATASETS
 
+from ...conftest import quiet_run_in
+
 # scissors: unseen in both zero-shot splits; bat: unseen in Yelamarthi's only; airplane: in Shen's only;
 # car_(sedan) is seen in both (and has the name that trips word lookups).
 CLASSES = ("airplane", "bat", "car_(sedan)", "scissors")
@@ -360,12 +362,7 @@ def test_bench_runs_baseline_end_to_end(tree, tmp_path):
         "data.backbone.pretrained=false",
         "data.backbone.image_size=32",
         "data.num_workers=0",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        f"paths.results_dir={tmp_path / 'results'}",
-        f"paths.leaderboard_dir={tmp_path / 'leaderboard'}",
-        f"paths.output_dir={tmp_path / 'outputs'}",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
+        *quiet_run_in(tmp_path, tmp_path / "cache"),
     ]
     bench(compose(overrides))
     (record,) = read_records(tmp_path / "results")

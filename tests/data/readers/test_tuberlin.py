@@ -12,6 +12,8 @@ from sbir_bench.data.readers.tuberlin import build_tuberlin, check_tuberlin, spl
 from sbir_bench.data.records import DatasetError
 from sbir_bench.registry import DATASET_CHECKERS, DATASETS
 
+from ...conftest import quiet_run_in
+
 # "bottle opener" and "hot air balloon" are unseen in Shen's split (SAKE lists them as "bottle" / "hot").
 CLASSES = ("airplane", "bottle opener", "giraffe", "hot air balloon")
 UNSEEN = {"bottle opener", "hot air balloon"}
@@ -258,12 +260,7 @@ def test_bench_runs_baseline_end_to_end(tree, tmp_path):
         "data.backbone.pretrained=false",
         "data.backbone.image_size=32",
         "data.num_workers=0",
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        f"paths.results_dir={tmp_path / 'results'}",
-        f"paths.leaderboard_dir={tmp_path / 'leaderboard'}",
-        f"paths.output_dir={tmp_path / 'outputs'}",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
+        *quiet_run_in(tmp_path, tmp_path / "cache"),
     ]
     bench(compose(overrides))
     (record,) = read_records(tmp_path / "results")
