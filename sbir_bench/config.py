@@ -31,6 +31,8 @@ NON_IDENTITY_KEYS = (
     "trainer.enable_progress_bar",
     "trainer.num_sanity_val_steps",
     "paths",
+    "data.root",  # where a dataset lies on this machine; the records carry its counts
+    "data.dataset_kwargs.root",
     "data.splits",
     "data.num_workers",
     "data.eval_batch_size",

@@ -91,3 +91,14 @@ def test_config_hash_ignores_how_a_run_is_executed():
 
 def test_trainer_epochs_override_is_part_of_the_identity():
     assert config_hash(compose(["trainer.max_epochs=2"])) != config_hash(compose([]))
+
+
+def test_where_a_dataset_lies_is_not_part_of_the_identity_but_its_options_are():
+    here = config_hash(compose(["data=sketchy_zs", "data.root=/data/Sketchy"]))
+    assert here == config_hash(compose(["data=sketchy_zs", "data.dataset_kwargs.root=/mnt/other/Sketchy"]))
+    assert here != config_hash(compose(["data=sketchy_zs", "data.dataset_kwargs.exclude_invalid=true"]))
+
+
+def test_data_root_short_form_reaches_the_reader():
+    cfg = compose(["data=shrec13", "data.root=/data/SHREC13"])
+    assert cfg.data.dataset_kwargs.root == "/data/SHREC13"
