@@ -4,8 +4,9 @@ The path a run walks (spec/architecture.md): registry -> DataModule + method + T
 (checkpoint chosen by validation retrieval mAP, resumable) -> ``trainer.test`` (the evaluation engine
 scores gathered embeddings) -> one JSON record -> leaderboard rebuilt from all records.
 
-Reruns skip every (method, variant, dataset, split, seed, config hash) that already has a finished record,
-so an interrupted ``make bench`` resumes where it stopped and never duplicates a record.
+Reruns skip every (method, variant, dataset, split, seed, config hash) that already has a finished record
+whose run folder is in this checkout, so an interrupted ``make bench`` resumes where it stopped and never
+duplicates a record; records committed from another machine are measured again (a new record beside them).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def bench(cfg: DictConfig) -> BenchSummary:
         for seed in cfg.seeds:
             identity = (cfg.method.name, cfg.variant, cfg.data.dataset, split, int(seed), chash)
             done = None if cfg.force else find_record(results_dir, identity)
+            if done is not None and not _ran_in_this_checkout(done):
+                say(f"{'/'.join(map(str, identity))}: record {done.run_id} is from elsewhere; running here")
+                done = None
             if done is not None:
                 path = record_path(done, results_dir)
                 say(f"skip {'/'.join(map(str, identity))}: finished record exists ({done.run_id})")
@@ -81,6 +85,13 @@ def bench(cfg: DictConfig) -> BenchSummary:
     if rank_zero_only.rank == 0:
         summary.leaderboard, summary.changed_rows = rebuild(results_dir, Path(cfg.paths.leaderboard_dir))
     return summary
+
+
+def _ran_in_this_checkout(record: RunRecord) -> bool:
+    """Whether the run's output folder is here: records committed from another machine (a fresh clone) do
+    not stop a run, while a rerun in the same checkout skips what it already finished."""
+    run_dir = (record.extra or {}).get("run_dir")
+    return bool(run_dir) and Path(run_dir).is_dir()
 
 
 def build_datamodule(
@@ -145,6 +156,7 @@ def run_one(cfg: DictConfig, *, split: str, seed: int, chash: str) -> tuple[Path
         / (f"{cfg.variant}-seed{seed}-{chash}")
     )
     say(f"run {name} -> {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)  # also marks the run as this checkout's (_ran_in_this_checkout)
     datamodule = build_datamodule(cfg, split, seed, method_cls)
     datamodule.prepare_data()
     datamodule.setup()

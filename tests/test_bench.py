@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +37,12 @@ def test_baseline_bench_writes_records_and_leaderboard(tiny_overrides, tmp_path)
     again = bench(compose(["method=baseline", *tiny_overrides]))  # a rerun skips finished runs
     assert again.written == [] and len(again.skipped) == 2
     assert len(records_in(tmp_path)) == 2
+
+    shutil.rmtree(tmp_path / "outputs")  # as in a fresh clone holding the committed records
+    fresh = bench(compose(["method=baseline", *tiny_overrides]))
+    assert len(fresh.written) == 2 and fresh.skipped == []
+    assert len(records_in(tmp_path)) == 4, "new records beside the old ones, none overwritten"
+    assert list(pd.read_csv(tmp_path / "leaderboard" / "leaderboard.csv")["method"]) == ["baseline"]
 
 
 def test_interrupted_training_resumes_from_its_checkpoint(tiny_overrides, tmp_path, monkeypatch):
