@@ -156,7 +156,7 @@ def run_one(cfg: DictConfig, *, split: str, seed: int, chash: str) -> tuple[Path
         / (f"{cfg.variant}-seed{seed}-{chash}")
     )
     say(f"run {name} -> {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)  # also marks the run as this checkout's (_ran_in_this_checkout)
+    run_dir.mkdir(parents=True, exist_ok=True)  # marks the run as this checkout's (see _ran_in_this_checkout)
     datamodule = build_datamodule(cfg, split, seed, method_cls)
     datamodule.prepare_data()
     datamodule.setup()
