@@ -85,3 +85,19 @@ def test_wandb_offline_run_holds_final_metrics(tiny_overrides, tmp_path):
     for name in ("p@200", "map@200"):
         assert logged[f"final/{name}"] == pytest.approx(record.metrics[name])
         assert logged[f"test/{name}"] == pytest.approx(record.metrics[name])
+
+
+def test_a_seeded_rerun_gives_identical_metrics(tiny_overrides, tmp_path):
+    """Same seed, same numbers: once filling the data/feature caches, once finding them."""
+    overrides = [
+        "method=cvae",
+        "data=synthetic_trad",
+        "method.max_epochs=2",
+        "method.kwargs.num_test_samples=4",
+        *[o for o in tiny_overrides if not o.startswith("paths.cache_dir")],
+        f"paths.cache_dir={tmp_path / 'fresh_cache'}",
+    ]
+    bench(compose(overrides))
+    bench(compose([*overrides, "force=true"]))
+    first, second = sorted(records_in(tmp_path), key=lambda r: r.created_at)
+    assert first.run_id != second.run_id and first.metrics == second.metrics

@@ -618,6 +618,9 @@ def _compute_features(
             batch_sampler=_shard_batches(missing, batch_size),
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
+            # its own generator: building a cache must not draw from the global RNG, or a run that fills
+            # the cache would train differently from a rerun that finds it (seeded runs must be identical)
+            generator=torch.Generator().manual_seed(0),
         )
         # a bar updated by hand: tqdm.auto wrapping the loader would start its workers twice
         with tqdm(

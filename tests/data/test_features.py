@@ -357,3 +357,13 @@ def test_atomic_writes_publish_whole_files_or_nothing(tmp_path):
         temporary.write_bytes(b"half")
         raise RuntimeError("crash mid-write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"], "no partial file, no stray temporary"
+
+
+def test_filling_the_caches_leaves_the_global_rng_alone(catalog, tmp_path):
+    """A seeded run that builds the caches must train exactly like a rerun that finds them."""
+    spec = BackboneSpec(name="resnet10t", image_size=SIZE, pretrain_epochs=1, pretrain_batch_size=4)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    extract_features(catalog, spec, tmp_path / "cache", batch_size=16, progress=False)
+    assert torch.equal(torch.rand(3), expected)
