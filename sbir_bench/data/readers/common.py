@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from sbir_bench.data.records import DatasetError
 
 DATA_ROOT_ENV = "SBIR_DATA"
@@ -140,3 +142,28 @@ def raise_for_problems(problems: Sequence[Problem], what: str, *, shown: int = 1
     lines = "\n".join(f"  - {problem}" for problem in problems[:shown])
     more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
     raise DatasetError(f"{what} has {len(problems)} problem(s):\n{lines}{more}")
+
+
+def class_images(
+    by_class: dict[str, Path],
+    classes: Iterable[str],
+    domain_folder: Path,
+    domain: str,
+    *,
+    dataset: str,
+    progress: bool,
+) -> tuple[dict[str, list[Path]], list[Problem]]:
+    """The image files of each class folder of one domain, and the problems seen listing them (a missing
+    or empty class folder, zero-byte files); no image is decoded."""
+    files: dict[str, list[Path]] = {}
+    problems: list[Problem] = []
+    for name in tqdm(list(classes), desc=f"{dataset} {domain}", unit="class", disable=not progress):
+        if name not in by_class:
+            problems.append(Problem(str(domain_folder / name), f"missing class folder ({domain} images)"))
+            continue
+        paths = list_images(by_class[name])
+        if not paths:
+            problems.append(Problem(str(by_class[name]), "holds no image files"))
+        problems += [Problem(str(p), "empty (zero-byte) file") for p in paths if p.stat().st_size == 0]
+        files[name] = paths
+    return files, problems

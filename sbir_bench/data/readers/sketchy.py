@@ -59,8 +59,8 @@ from tqdm.auto import tqdm
 
 from sbir_bench.data.readers.common import (
     Problem,
+    class_images,
     image_problems,
-    list_images,
     match_class_folders,
     raise_for_problems,
     resolve_root,
@@ -211,18 +211,10 @@ def _scan(root: str | Path | None, options: SketchyOptions, progress: bool) -> t
             problems.append(Problem(str(images), "no Sketchy class folder found under photo/ or sketch/"))
     tree = _Tree(root=base, folders=folders, classes=chosen, class_folders=found)
     for domain, by_class in found.items():
-        tree.files[domain] = {}
-        for name in tqdm(chosen, desc=f"Sketchy {domain}", unit="class", disable=not progress):
-            if name not in by_class:
-                problems.append(
-                    Problem(str(folders[domain] / name), f"missing class folder ({domain} images)")
-                )
-                continue
-            paths = list_images(by_class[name])
-            if not paths:
-                problems.append(Problem(str(by_class[name]), "holds no image files"))
-            problems += [Problem(str(p), "empty (zero-byte) file") for p in paths if p.stat().st_size == 0]
-            tree.files[domain][name] = paths
+        tree.files[domain], listed = class_images(
+            by_class, chosen, folders[domain], domain, dataset="Sketchy", progress=progress
+        )
+        problems += listed
     problems += _pairing_problems(tree)
     if options.exclude_invalid:
         for path in (base / "info" / name for name in INVALID_FILES):
