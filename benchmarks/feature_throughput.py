@@ -9,8 +9,9 @@ For each ``--num-workers`` value, in the same process and one right after the ot
 - (b) ``forward``: ``model(batch)`` (and the copy of its output to NumPy) on the very batches the
   extraction cuts, decoded and transformed beforehand and held in memory: the compute floor;
 - (a) ``cached``: :func:`~sbir_bench.data.features.extract_features` into a fresh cache folder
-  (``pretrain_epochs`` 0): PNG decoding and transforms in the DataLoader's workers, the forward, view
-  averaging, shard files with their checksums, the assembly of the memory-mapped ``features.npy``.
+  (``pretrain_epochs`` 0): PNG decoding and resizing to uint8 in the DataLoader's workers, the batch
+  normalisation, the forward, view averaging, shard files with their checksums, the assembly of the
+  memory-mapped ``features.npy``.
 
 Both print images/s; ``a/b`` is their ratio and ``overhead`` = 1 - a/b, the share of the cached path's
 time not spent in the forward (data loading and cache writing). Target: overhead under 10%. The

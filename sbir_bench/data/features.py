@@ -32,7 +32,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from sbir_bench.data.images import image_transform, load_image, pretrain_transform
+from sbir_bench.data.images import (
+    image_transform,
+    load_image,
+    normalise_uint8_batch,
+    pretrain_transform,
+    resize_to_uint8,
+)
 from sbir_bench.data.locking import (
     atomic_path,
     atomic_save_npy,
@@ -537,7 +543,8 @@ def extract_features(
     seed) and the evaluation transform; the entry is checked against its meta.json and checksum on
     every load and rebuilt (with a :class:`StaleCacheWarning`) when it does not pass.
 
-    Images stream through a DataLoader (``num_workers`` decoding processes, pinned memory on CUDA) in
+    Images stream through a DataLoader (``num_workers`` decoding processes, pinned memory on CUDA) as
+    uint8 tensors, normalised per batch on the device (bit-identical to :func:`image_transform`), in
     shards of about ``shard_images`` images (whole records), each saved with its checksum under the
     entry's ``shards/`` folder as soon as it is done; an interrupted extraction resumes from the shards
     that verify. Once all are done they are assembled into the memory-mapped ``features.npy`` and removed.
@@ -614,7 +621,7 @@ def _compute_features(
     missing = [shard for shard in shards if shard not in finished]
     if missing:
         loader = DataLoader(
-            _ImageFiles(paths, image_transform(spec.image_size, train=False)),
+            _ImageFiles(paths, resize_to_uint8(spec.image_size)),  # normalised per batch on the device
             batch_sampler=_shard_batches(missing, batch_size),
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
@@ -662,13 +669,14 @@ def _compute_shards(
     dim: int,
     bar: tqdm,
 ) -> None:
-    """Run ``model`` on the image ``batches`` of ``shards`` (as :func:`_shard_batches` cuts them) and save
-    each shard, averaged per record, as soon as its last batch is done."""
+    """Run ``model`` on the uint8 image ``batches`` of ``shards`` (as :func:`_shard_batches` cuts them)
+    and save each shard, averaged per record, as soon as its last batch is done."""
     for shard in shards:
         sums = np.zeros((shard.stop - shard.start, dim), dtype=np.float32)
         first = shard.first_image
         while first < shard.end_image:
-            batch = model(next(batches).to(device, non_blocking=True)).float().cpu().numpy()
+            images = normalise_uint8_batch(next(batches).to(device, non_blocking=True))
+            batch = model(images).float().cpu().numpy()
             if batch.shape[1] != dim:
                 raise RuntimeError(f"backbone {backbone!r} gave {batch.shape[1]}-d features, expected {dim}")
             finite = np.isfinite(batch).all(axis=1)

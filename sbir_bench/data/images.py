@@ -82,6 +82,27 @@ def image_transform(image_size: int, train: bool) -> transforms.Compose:
     return transforms.Compose([*geometry, *_to_normalised_tensor()])
 
 
+def resize_to_uint8(image_size: int) -> transforms.Compose:
+    """The geometry of :func:`image_transform` (``train=False``) without the float conversion: a PIL image
+    becomes a ``uint8 [3, image_size, image_size]`` tensor; :func:`normalise_uint8_batch` finishes it.
+
+    Feature extraction decodes with this in its DataLoader workers and normalises whole batches on the
+    device: a per-image ``ToTensor`` + ``Normalize`` costs more than the PNG decoding itself on the CPU,
+    and a uint8 batch is a quarter of the bytes to collate, pin and copy to a GPU.
+    """
+    return transforms.Compose([transforms.Resize((image_size, image_size)), transforms.PILToTensor()])
+
+
+def normalise_uint8_batch(batch: torch.Tensor) -> torch.Tensor:
+    """``uint8 [B, 3, H, W]`` -> the float32 tensors :func:`image_transform` (``train=False``) gives,
+    bit for bit: the same float32 operations in the same order (``/ 255``, ``- mean``, ``/ std``)."""
+    if batch.dtype != torch.uint8 or batch.ndim != 4:
+        raise ValueError(f"expected a uint8 [B, 3, H, W] batch, got {batch.dtype} {list(batch.shape)}")
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=batch.device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=batch.device)[:, None, None]
+    return batch.to(torch.float32).div_(255).sub_(mean).div_(std)
+
+
 def pretrain_transform(image_size: int, edge_prob: float, grayscale_prob: float) -> transforms.Compose:
     """The stand-in pre-training augmentation: the training geometry of :func:`image_transform`, then a
     photo → edge map swap (:class:`RandomEdgeMap`) and a random grey conversion."""

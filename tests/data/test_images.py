@@ -9,7 +9,15 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from sbir_bench.data.images import IMAGENET_MEAN, IMAGENET_STD, RandomEdgeMap, image_transform, load_image
+from sbir_bench.data.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RandomEdgeMap,
+    image_transform,
+    load_image,
+    normalise_uint8_batch,
+    resize_to_uint8,
+)
 from sbir_bench.data.records import DatasetError
 
 
@@ -73,6 +81,18 @@ def test_eval_transform_resizes_and_normalises() -> None:
     expected = (1.0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     torch.testing.assert_close(tensor.mean(dim=(1, 2)), expected)
     assert torch.equal(image_transform(16, train=False)(white), tensor)
+
+
+def test_uint8_decoding_then_batch_normalisation_equals_the_eval_transform_bit_for_bit() -> None:
+    generator = np.random.default_rng(0)
+    sizes = ((40, 50), (16, 16))
+    images = [Image.fromarray(generator.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in sizes]
+    batch = torch.stack([resize_to_uint8(16)(image) for image in images])
+    assert batch.dtype == torch.uint8 and batch.shape == (2, 3, 16, 16)
+    expected = torch.stack([image_transform(16, train=False)(image) for image in images])
+    assert torch.equal(normalise_uint8_batch(batch), expected)
+    with pytest.raises(ValueError, match="uint8"):
+        normalise_uint8_batch(expected)
 
 
 def test_train_transform_augments() -> None:
