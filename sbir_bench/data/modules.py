@@ -6,9 +6,12 @@ methods (a method's class attributes ``inputs`` / ``train_sampling`` are handed 
 Batches:
 
 - training, ``"pairs"``: ``{"sketch", "photo", "label", "sketch_index", "photo_index"}``, one item per
-  training sketch with its own photo (the photo of the same instance); indices are catalog record indices.
-- training, ``"triplets"``: ``{"sketch", "positive", "negative", "label"}``: positive = the sketch's own
-  photo, negative = a training photo of another class drawn afresh every epoch (coarse-grained).
+  training sketch with its partner; indices are catalog record indices. The partner is the sketch's own
+  photo (the photo of the same instance) when the catalog's ``pairing`` is ``"instance"`` (Sketchy,
+  QMUL, synthetic), and a training item of the sketch's class drawn afresh every epoch when it is
+  ``"class"`` (TU-Berlin has no pairs; in SHREC the partner is a shape, still under the key ``photo``).
+- training, ``"triplets"``: ``{"sketch", "positive", "negative", "label"}``: positive = the partner as
+  above, negative = a training photo (shape) of another class drawn afresh every epoch (coarse-grained).
 - validation / test: two loaders, queries (0) then gallery (1), batches ``{"input", "label", "index"}``
   where ``index`` is the position in that query or gallery list (0..N-1), so the evaluation engine can
   drop the duplicates a DistributedSampler pads with.
@@ -82,41 +85,53 @@ class _PartDataset(Dataset):
 
 
 class _PairDataset(Dataset):
-    """Training sketch ``i`` with its own photo."""
+    """A training sketch with its partner (photo or shape): item ``position`` takes the sketch's own
+    photo, item ``(position, partner)`` the partner :class:`_EpochDraws` drew for it."""
 
-    def __init__(self, sketches: np.ndarray, photos: np.ndarray, labels: np.ndarray, inputs: _Inputs) -> None:
-        self.sketches, self.photos, self.labels, self.inputs = sketches, photos, labels, inputs
+    def __init__(
+        self, sketches: np.ndarray, own: np.ndarray | None, labels: np.ndarray, inputs: _Inputs
+    ) -> None:
+        self.sketches, self.own, self.labels, self.inputs = sketches, own, labels, inputs
 
     def __len__(self) -> int:
         return len(self.sketches)
 
-    def __getitem__(self, position: int) -> dict[str, Any]:
-        sketch, photo = int(self.sketches[position]), int(self.photos[position])
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        if isinstance(item, tuple):
+            position, partner = item
+        else:
+            assert self.own is not None, "class pairing: partners come from the sampler"
+            position, partner = item, int(self.own[item])
+        sketch = int(self.sketches[position])
         return {
             "sketch": self.inputs(sketch),
-            "photo": self.inputs(photo),
+            "photo": self.inputs(partner),
             "label": int(self.labels[position]),
             "sketch_index": sketch,
-            "photo_index": photo,
+            "photo_index": partner,
         }
 
 
 class _TripletDataset(_PairDataset):
-    """Training sketch with its own photo (positive) and a given photo of another class (negative)."""
+    """A training sketch with the positive and the negative :class:`_EpochDraws` drew for it."""
 
-    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:  # type: ignore[override]
-        position, negative = item
+    def __getitem__(self, item: tuple[int, int, int]) -> dict[str, Any]:  # type: ignore[override]
+        position, positive, negative = item
         return {
             "sketch": self.inputs(int(self.sketches[position])),
-            "positive": self.inputs(int(self.photos[position])),
+            "positive": self.inputs(positive),
             "negative": self.inputs(negative),
             "label": int(self.labels[position]),
         }
 
 
-class _TripletSampler(Sampler):
-    """Each epoch: a seeded permutation of the training sketches, each paired with a negative photo drawn
-    uniformly from the training photos of the other classes.
+class _EpochDraws(Sampler):
+    """Each epoch: a seeded permutation of the training sketches, each with the partners drawn for it.
+
+    The positive is the sketch's own photo when ``own`` is given (instance pairing), else a training
+    partner of the sketch's class drawn uniformly (class pairing: TU-Berlin, SHREC); with ``negatives``
+    a training partner of another class, drawn uniformly, follows (triplets). Items are ``(position,
+    positive)`` or ``(position, positive, negative)``, partners as record indices.
 
     The generator is the DataModule's seeded training generator, so epoch ``e`` of a rerun with the same
     seed draws the same items. Under DDP, Lightning wraps it in a ``DistributedSamplerWrapper``; every
@@ -126,33 +141,48 @@ class _TripletSampler(Sampler):
     def __init__(
         self,
         sketch_labels: np.ndarray,
-        photos: np.ndarray,
-        photo_labels: np.ndarray,
+        partners: np.ndarray,
+        partner_labels: np.ndarray,
         generator: torch.Generator,
+        *,
+        own: np.ndarray | None,
+        negatives: bool,
     ) -> None:
-        order = np.argsort(photo_labels, kind="stable")
-        self.photos_by_label = torch.as_tensor(photos[order])
-        sorted_labels = photo_labels[order]
+        order = np.argsort(partner_labels, kind="stable")
+        self.partners_by_label = torch.as_tensor(partners[order])
+        sorted_labels = partner_labels[order]
         self.class_start = torch.as_tensor(np.searchsorted(sorted_labels, sketch_labels, side="left"))
         self.class_count = (
             torch.as_tensor(np.searchsorted(sorted_labels, sketch_labels, side="right")) - self.class_start
         )
-        if bool((self.class_count == len(photos)).any()):
+        if negatives and bool((self.class_count == len(partners)).any()):
             raise DatasetError("triplets need training photos of at least two classes")
+        self.own = None if own is None else torch.tensor(own)  # a copy: pandas hands out read-only arrays
+        self.negatives = negatives
         self.generator = generator
 
     def __len__(self) -> int:
         return len(self.class_start)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def _uniform(self, high: Tensor) -> Tensor:
+        """One draw in ``[0, high)`` per entry of ``high``."""
+        return (torch.rand(len(high), generator=self.generator, dtype=torch.float64) * high).long()
+
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
         order = torch.randperm(len(self), generator=self.generator)
         start, count = self.class_start[order], self.class_count[order]
-        draw = torch.rand(len(self), generator=self.generator, dtype=torch.float64) * (
-            len(self.photos_by_label) - count
-        )
-        draw = draw.long()
-        draw = draw + count * (draw >= start)  # skip the sketch's own class, a contiguous block
-        yield from zip(order.tolist(), self.photos_by_label[draw].tolist(), strict=True)
+        columns = [order]
+        if self.negatives:
+            draw = self._uniform(len(self.partners_by_label) - count)
+            draw = draw + count * (draw >= start)  # skip the sketch's own class, a contiguous block
+            negative = self.partners_by_label[draw]
+        if self.own is None:
+            columns.append(self.partners_by_label[start + self._uniform(count)])
+        else:
+            columns.append(self.own[order])
+        if self.negatives:
+            columns.append(negative)
+        yield from zip(*(column.tolist() for column in columns), strict=True)
 
 
 class RetrievalDataModule(L.LightningDataModule):
@@ -292,32 +322,44 @@ class RetrievalDataModule(L.LightningDataModule):
             **options,
         )
 
-    def _training_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(sketch records, their own photo records, labels) over the training part."""
+    def _training_sets(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, pd.DataFrame]:
+        """(training sketch records, their own partners or None under class pairing, their labels,
+        the training partners: the photos, or the shapes of a sketch -> 3D dataset)."""
         records = self.catalog.records
         train = records.iloc[self.split_.train]
-        photos = train[train["domain"] == "photo"]
         sketches = train[train["domain"] == "sketch"]
+        partners = train[train["domain"] != "sketch"]
         where = f"{self.catalog.name}/{self.split}"
-        if len(sketches) == 0 or len(photos) == 0:
+        if len(sketches) == 0 or len(partners) == 0:
             raise DatasetError(
-                f"{where}: the training part needs sketches and photos "
-                f"({len(sketches)} sketches, {len(photos)} photos)"
+                f"{where}: the training part needs sketches and photos or shapes "
+                f"({len(sketches)} sketches, {len(partners)} others)"
             )
-        repeated = photos["instance"][photos["instance"].duplicated()]
+        if partners["domain"].nunique() > 1:
+            raise DatasetError(f"{where}: the training part mixes {sorted(set(partners['domain']))}")
+        labels = sketches["label"].to_numpy()
+        if self.catalog.pairing == "class":
+            lonely = np.setdiff1d(labels, partners["label"].to_numpy())
+            if len(lonely):
+                raise DatasetError(
+                    f"{where}: {len(lonely)} classes have training sketches but no training "
+                    f"{partners['domain'].iloc[0]}, e.g. {self.catalog.class_names[int(lonely[0])]!r}"
+                )
+            return sketches.index.to_numpy(), None, labels, partners
+        repeated = partners["instance"][partners["instance"].duplicated()]
         if len(repeated):
             raise DatasetError(
                 f"{where}: {len(repeated)} training photos share an instance, e.g. {repeated.iloc[0]!r}"
             )
-        photo_of_instance = pd.Series(photos.index.to_numpy(), index=photos["instance"].to_numpy())
-        paired = sketches["instance"].map(photo_of_instance)
-        if paired.isna().any():
-            lonely = sketches["instance"][paired.isna()]
+        partner_of_instance = pd.Series(partners.index.to_numpy(), index=partners["instance"].to_numpy())
+        own = sketches["instance"].map(partner_of_instance)
+        if own.isna().any():
+            lonely = sketches["instance"][own.isna()]
             raise DatasetError(
                 f"{where}: {len(lonely)} training sketches have no photo of their instance in the "
                 f"training part, e.g. instance {lonely.iloc[0]!r}"
             )
-        return sketches.index.to_numpy(), paired.to_numpy(dtype=np.int64), sketches["label"].to_numpy()
+        return sketches.index.to_numpy(), own.to_numpy(dtype=np.int64), labels, partners
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training items (see the module docstring); a last batch of a single item is dropped."""
@@ -325,28 +367,25 @@ class RetrievalDataModule(L.LightningDataModule):
             raise RuntimeError(
                 "train_sampling='none': this method is not trained, so it has no training data"
             )
-        sketches, photos, labels = self._training_pairs()
+        sketches, own, labels, partners = self._training_sets()
         inputs = self._inputs(train=True)
         drop_last = len(sketches) % self.batch_size == 1 < len(sketches)  # BatchNorm cannot train on one item
-        if self.train_sampling == "pairs":
+        triplets = self.train_sampling == "triplets"
+        dataset = (_TripletDataset if triplets else _PairDataset)(sketches, own, labels, inputs)
+        if own is not None and not triplets:  # fixed pairs: a plain shuffle
             return self._loader(
-                _PairDataset(sketches, photos, labels, inputs),
-                self.batch_size,
-                shuffle=True,
-                generator=self._train_generator,
-                drop_last=drop_last,
+                dataset, self.batch_size, shuffle=True, generator=self._train_generator, drop_last=drop_last
             )
-        train = self.catalog.records.iloc[self.split_.train]
-        train_photos = train[train["domain"] == "photo"]
-        sampler = _TripletSampler(
-            labels, train_photos.index.to_numpy(), train_photos["label"].to_numpy(), self._train_generator
+        sampler = _EpochDraws(
+            labels,
+            partners.index.to_numpy(),
+            partners["label"].to_numpy(),
+            self._train_generator,
+            own=own,
+            negatives=triplets,
         )
         return self._loader(
-            _TripletDataset(sketches, photos, labels, inputs),
-            self.batch_size,
-            sampler=sampler,
-            generator=self._train_generator,
-            drop_last=drop_last,
+            dataset, self.batch_size, sampler=sampler, generator=self._train_generator, drop_last=drop_last
         )
 
     def _relevance_labels(self) -> np.ndarray:

@@ -11,7 +11,7 @@ column        type    meaning
 ============  ======  ===========================================================================
 domain        str     ``"sketch"``, ``"photo"`` or ``"shape"`` (a 3D model seen as rendered views)
 label         int     class id, an index into ``Catalog.class_names``
-instance      str     instance id; a sketch shares it with its paired photo (fine-grained pairs)
+instance      str     instance id; a sketch shares it with its paired photo (``pairing="instance"``)
 path          str     image file (sketch/photo); empty for shapes
 views         object  tuple of view image paths for shapes, ``()`` otherwise
 ============  ======  ===========================================================================
@@ -29,6 +29,10 @@ import pandas as pd
 
 Domain = Literal["sketch", "photo", "shape"]
 Setting = Literal["traditional", "zeroshot", "fine_grained"]  # fine_grained: relevant = same instance
+# how a training sketch finds its partner (photo or shape): the item of its own instance, or a same-class
+# item drawn afresh every epoch (TU-Berlin, SHREC: no drawn-from pairs exist)
+Pairing = Literal["instance", "class"]
+PAIRINGS = ("instance", "class")
 RECORD_COLUMNS = ("domain", "label", "instance", "path", "views")
 SPLIT_PARTS = ("train", "val_query", "val_gallery", "test_query", "test_gallery")
 
@@ -90,6 +94,7 @@ class Catalog:
     # split name -> int [T, 3] record indices (anchor sketch, positive photo, negative photo), e.g. QMUL's
     triplets: dict[str, np.ndarray] = field(default_factory=dict)
     fingerprint: str = ""  # changes whenever the records change; keys feature caches
+    pairing: Pairing = "instance"  # see Pairing: how training sketches find their photo or shape
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
@@ -104,6 +109,8 @@ class Catalog:
 
     def validate(self) -> None:
         """Check the schema and that every split is well formed; raise DatasetError naming the problem."""
+        if self.pairing not in PAIRINGS:
+            raise DatasetError(f"{self.name}: unknown pairing {self.pairing!r}; expected one of {PAIRINGS}")
         missing = [c for c in RECORD_COLUMNS if c not in self.records.columns]
         if missing:
             raise DatasetError(f"{self.name}: record table lacks columns {missing}")

@@ -17,20 +17,31 @@ from .test_features import NUM_CLASSES, SIZE, build_fake_catalog
 FAKE = "fake-for-datamodule-tests"
 
 
-def _fake_dataset(cache_dir: str, val: str = "both"):
-    return build_fake_catalog(Path(cache_dir) / "fake-data", name=f"fake-{val}", val=val)
+def _fake_dataset(cache_dir: str, val: str = "both", pairing: str = "instance"):
+    catalog = build_fake_catalog(Path(cache_dir) / "fake-data", name=f"fake-{val}", val=val)
+    catalog.pairing = pairing
+    return catalog
 
 
 if FAKE not in DATASETS:
     DATASETS.register(FAKE)(_fake_dataset)
 
 
-def make(tmp_path, split="traditional", *, inputs="features", train_sampling="pairs", val="both", **options):
+def make(
+    tmp_path,
+    split="traditional",
+    *,
+    inputs="features",
+    train_sampling="pairs",
+    val="both",
+    pairing="instance",
+    **options,
+):
     options = {"batch_size": 4, "eval_batch_size": 5, "seed": 0, **options}
     module = RetrievalDataModule(
         FAKE,
         split,
-        dataset_kwargs={"val": val},
+        dataset_kwargs={"val": val, "pairing": pairing},
         cache_dir=str(tmp_path / "cache"),
         backbone={"name": "resnet10t", "image_size": SIZE},
         **options,
@@ -87,6 +98,64 @@ def test_triplets_take_the_own_photo_and_a_photo_of_another_class(module_dir):
                 assert records["domain"][s] == "sketch" and records["instance"][s] == records["instance"][p]
                 assert records["domain"][n] == "photo" and n in train and records["label"][n] != label
                 assert records["label"][s] == records["label"][p] == label
+
+
+def test_class_pairing_draws_a_same_class_training_photo_afresh_every_epoch(module_dir):
+    """TU-Berlin and SHREC have no sketch-photo pairs: each epoch, every training sketch meets a training
+    photo (shape) of its class drawn uniformly, from the seeded training generator."""
+    module = make(module_dir, pairing="class")
+    records, train = module.catalog.records, module.split_.train
+    features = np.asarray(module._features)
+    epochs = []
+    for _ in range(3):
+        batches = list(module.train_dataloader())
+        sketches = torch.cat([b["sketch_index"] for b in batches]).numpy()
+        photos = torch.cat([b["photo_index"] for b in batches]).numpy()
+        assert sorted(sketches) == sorted(train[records["domain"].to_numpy()[train] == "sketch"])
+        assert (records["domain"][photos] == "photo").all() and np.isin(photos, train).all()
+        np.testing.assert_array_equal(records["label"][sketches], records["label"][photos])
+        first = batches[0]
+        np.testing.assert_array_equal(first["photo"].numpy(), features[first["photo_index"].numpy()])
+        epochs.append(dict(zip(sketches.tolist(), photos.tolist(), strict=True)))
+    assert epochs[0] != epochs[1] != epochs[2], "partners are redrawn every epoch"
+    # 2 training photos per class: over three epochs a sketch meets a photo of another instance
+    other_instance = [
+        records["instance"][s] != records["instance"][p] for epoch in epochs for s, p in epoch.items()
+    ]
+    assert 0.3 < np.mean(other_instance) < 0.7
+    again = make(module_dir, pairing="class")
+    assert _epoch(again, "photo_index") == _epoch(make(module_dir, pairing="class"), "photo_index")
+
+
+def test_class_pairing_triplets_draw_the_positive_from_the_class_and_the_negative_from_the_others(
+    module_dir,
+):
+    module = make(module_dir, "zeroshot", train_sampling="triplets", pairing="class")
+    records = module.catalog.records
+    features = np.asarray(module._features)
+    row_of = {features[i].tobytes(): i for i in range(len(features))}
+    positives_elsewhere = 0
+    for batch in module.train_dataloader():
+        for sketch, positive, negative, label in zip(
+            *(batch[k].numpy() for k in ("sketch", "positive", "negative", "label")), strict=True
+        ):
+            s, p, n = row_of[sketch.tobytes()], row_of[positive.tobytes()], row_of[negative.tobytes()]
+            assert records["label"][s] == records["label"][p] == label != records["label"][n]
+            assert records["domain"][p] == records["domain"][n] == "photo"
+            positives_elsewhere += records["instance"][s] != records["instance"][p]
+    assert positives_elsewhere > 0
+
+
+def test_class_pairing_names_a_class_without_training_photos(module_dir):
+    import dataclasses
+
+    module = make(module_dir, pairing="class")
+    records = module.catalog.records
+    train = module.split_.train
+    keep = (records["domain"].to_numpy()[train] == "sketch") | (records["label"].to_numpy()[train] != 1)
+    module._split = dataclasses.replace(module.split_, train=train[keep])
+    with pytest.raises(DatasetError, match="1 classes have .* no training photo, e.g. 'class1'"):
+        module.train_dataloader()
 
 
 @pytest.mark.parametrize("sampling", ["pairs", "triplets"])

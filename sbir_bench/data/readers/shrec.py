@@ -26,6 +26,9 @@ Classes and labels: the model ``.cla`` (``*Model*.cla``) defines the classes, in
 one per sketch (domain ``sketch``, instance ``<split>/<class>/<file stem>``), then one per model
 (domain ``shape``, path ``""``, instance the file stem, ``views`` its rendered view PNGs from
 :mod:`sbir_bench.data.render`, made while the catalog is built and cached under ``cache_dir``).
+Sketches have no paired model, so the catalog's ``pairing`` is ``"class"``: pair- and triplet-trained
+methods meet each training sketch with a training model of its class drawn afresh every epoch (Wang et
+al.'s Siamese pairs, DCML's and Dai et al.'s same-class positives).
 
 Split ``official`` (setting ``traditional``, every class seen):
 
@@ -545,6 +548,7 @@ def _build(
         fingerprint=tree_fingerprint(
             tree.root, sorted(files + tree.cla_files), name, asdict(recipe), RENDERER_VERSION
         ),
+        pairing="class",
     )
     catalog.validate()
     return catalog

@@ -15,10 +15,10 @@ Reader options and decisions:
   public release uses (``griaffe``, ``spidar``, ``tromobone``...: :data:`PHOTO_FOLDER_ALIASES`).
 - ``classes="all"`` (default) requires all 250 classes (``splits/tuberlin/classes.txt``);
   ``classes="present"`` reads the classes whose ``png/`` folders exist (partial trees, tests).
-- TU-Berlin has no sketch-photo pairs. So that pair-based methods can train, every sketch shares the
-  instance of one photo of its class, a fixed category-level pairing: the class's sketches in stable
-  order take the photos that every split trains on (ranks beyond the hold-outs) in turn. Photos carry
-  instance ``<class>/<file name>``. Evaluation is category-level and never reads instances.
+- TU-Berlin has no sketch-photo pairs: the catalog's ``pairing`` is ``"class"``, so pair-based methods
+  meet each training sketch with a training photo of its class drawn afresh every epoch (the
+  DataModule's draws, as SEM-PCYC and SAKE train on TU-Berlin). Every record is its own instance:
+  ``photo/<class>/<file name>``, ``sketch/<class>/<file name>``. Evaluation is category-level.
 
 Splits (hold-outs by :func:`~sbir_bench.data.splits.stable_order` of the file names per class: one
 order for sketches, one for photos, so the hold-outs below are prefixes of it):
@@ -247,14 +247,9 @@ def _records(tree: _Tree, options: TUBerlinOptions) -> tuple[pd.DataFrame, list[
         photos = {p.name: p for p in tree.files["photo"][name]}
         sketch_order = stable_order(sketches, f"{DATASET}/{name}/sketches")
         photo_order = stable_order(photos, f"{DATASET}/{name}/photos")
-        instances = [f"{name}/{p}" for p in photo_order]  # class and file name: unique
-        pool = instances[options.photos_held_out :]  # photos in the training part of every split
         first = len(rows)
-        rows += [
-            ("photo", label, instance, str(photos[p]))
-            for p, instance in zip(photo_order, instances, strict=True)
-        ]
-        rows += [("sketch", label, pool[i % len(pool)], str(sketches[s])) for i, s in enumerate(sketch_order)]
+        rows += [("photo", label, f"photo/{name}/{p}", str(photos[p])) for p in photo_order]
+        rows += [("sketch", label, f"sketch/{name}/{s}", str(sketches[s])) for s in sketch_order]
         items.append(
             _ClassItems(
                 photos=list(range(first, first + len(photo_order))),
@@ -337,6 +332,7 @@ def _catalog(tree: _Tree, options: TUBerlinOptions) -> Catalog:
         fingerprint=tree_fingerprint(
             tree.root, tree.all_files() + extra_files, SPLITS_VERSION, asdict(options), shipped
         ),
+        pairing="class",
     )
     catalog.validate()
     return catalog

@@ -312,13 +312,17 @@ def test_part_shrec14_keeps_big_classes_and_splits_their_models(tmp_path):
     assert full.fingerprint != catalog.fingerprint and full.class_names == ["bench", "airplane"]
 
 
-def test_baseline_bench_end_to_end_on_shrec13(shrec13, tmp_path):
+# cvae trains on pairs: each training sketch with a same-class photo (shape) drawn every epoch
+@pytest.mark.parametrize(
+    "method", [["method=baseline"], ["method=cvae", "method.max_epochs=2"]], ids=["baseline", "cvae"]
+)
+def test_bench_end_to_end_on_shrec13(shrec13, tmp_path, method):
     from sbir_bench.config import compose
     from sbir_bench.leaderboard.record import read_records
     from sbir_bench.runner import bench
 
     overrides = [
-        "method=baseline",
+        *method,
         "data=shrec13",
         f"data.dataset_kwargs.root={shrec13}",
         "data.dataset_kwargs.views=two",
@@ -332,5 +336,7 @@ def test_baseline_bench_end_to_end_on_shrec13(shrec13, tmp_path):
     ]
     bench(compose(overrides))
     (record,) = read_records(tmp_path / "results")
-    assert record.status == "ok" and record.split == "official"
+    assert (
+        record.status == "ok" and record.split == "official" and record.method == method[0][len("method=") :]
+    )
     assert record.counts["n_queries"] == 4 and 0.0 <= record.metrics["map@200"] <= 1.0
