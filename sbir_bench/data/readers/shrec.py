@@ -55,12 +55,13 @@ fingerprint; ``render_workers`` > 1 renders missing views in that many processes
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import multiprocessing
 import os
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -555,76 +556,16 @@ def _build(
 
 
 # --- registered builders and checkers ------------------------------------------------------------------
-@register_dataset("shrec13")
-def build_shrec13(
-    cache_dir: str | Path,
-    *,
-    root: str | os.PathLike[str] | None = None,
-    views: str = "ring",
-    num_views: int = 12,
-    elevation: float = 30.0,
-    image_kind: str = "shaded",
-    image_size: int = 224,
-    margin: float = 0.1,
-    up_axis: str = "y",
-    render_workers: int = 0,
-    progress: bool = True,
-) -> Catalog:
-    """SHREC'13 (90 classes, 7,200 sketches, 1,258 models); split ``official``."""
-    recipe = _recipe(views, num_views, elevation, image_kind, image_size, margin, up_axis)
-    return _build(
-        SHREC13, cache_dir, root, recipe, part=False, render_workers=render_workers, progress=progress
-    )
+def _registered(
+    name: str, layout: ShrecLayout, *, part: bool, summary: str
+) -> tuple[Callable[..., Catalog], Callable[..., list[Problem]]]:
+    """Register the builder ``name`` and its checker, which takes the builder's options (its signature
+    says so, for the CLI's option check), and return both."""
 
-
-@register_dataset("shrec14")
-def build_shrec14(
-    cache_dir: str | Path,
-    *,
-    root: str | os.PathLike[str] | None = None,
-    views: str = "ring",
-    num_views: int = 12,
-    elevation: float = 30.0,
-    image_kind: str = "shaded",
-    image_size: int = 224,
-    margin: float = 0.1,
-    up_axis: str = "y",
-    render_workers: int = 0,
-    progress: bool = True,
-) -> Catalog:
-    """SHREC'14 (171 classes, 13,680 sketches, 8,987 models); split ``official``."""
-    recipe = _recipe(views, num_views, elevation, image_kind, image_size, margin, up_axis)
-    return _build(
-        SHREC14, cache_dir, root, recipe, part=False, render_workers=render_workers, progress=progress
-    )
-
-
-@register_dataset("part_shrec14")
-def build_part_shrec14(
-    cache_dir: str | Path,
-    *,
-    root: str | os.PathLike[str] | None = None,
-    views: str = "ring",
-    num_views: int = 12,
-    elevation: float = 30.0,
-    image_kind: str = "shaded",
-    image_size: int = 224,
-    margin: float = 0.1,
-    up_axis: str = "y",
-    render_workers: int = 0,
-    progress: bool = True,
-) -> Catalog:
-    """PART-SHREC14: the SHREC'14 classes with more than 50 models, models split 80/20 (``official``)."""
-    recipe = _recipe(views, num_views, elevation, image_kind, image_size, margin, up_axis)
-    return _build(
-        SHREC14, cache_dir, root, recipe, part=True, render_workers=render_workers, progress=progress
-    )
-
-
-def _checker(layout: ShrecLayout) -> Callable[..., list[Problem]]:
-    def check(
-        root: str | os.PathLike[str] | None = None,
+    def build(
+        cache_dir: str | Path,
         *,
+        root: str | os.PathLike[str] | None = None,
         views: str = "ring",
         num_views: int = 12,
         elevation: float = 30.0,
@@ -634,24 +575,47 @@ def _checker(layout: ShrecLayout) -> Callable[..., list[Problem]]:
         up_axis: str = "y",
         render_workers: int = 0,
         progress: bool = True,
-    ) -> list[Problem]:
-        """Every problem of the tree: folders, class files, model ids without files (and the reverse),
-        malformed ``.off`` files, unreadable sketches, and invalid rendering options."""
-        del render_workers, progress  # accepted so that the builder's options can be passed unchanged
-        options = dict(
-            views=views,
-            num_views=num_views,
-            elevation=elevation,
-            image_kind=image_kind,
-            image_size=image_size,
-            margin=margin,
-            up_axis=up_axis,
+    ) -> Catalog:
+        recipe = _recipe(views, num_views, elevation, image_kind, image_size, margin, up_axis)
+        return _build(
+            layout, cache_dir, root, recipe, part=part, render_workers=render_workers, progress=progress
         )
-        return _check(layout, root, options)
 
-    return check
+    builder_signature = inspect.signature(build)
+    root, *keywords = list(builder_signature.parameters.values())[1:]  # the checker: no cache_dir
+    check_signature = inspect.Signature(
+        [root.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD), *keywords],
+        return_annotation="list[Problem]",
+    )
+
+    def check(*args: Any, **options: Any) -> list[Problem]:
+        arguments = check_signature.bind(*args, **options)  # an unknown option is a TypeError naming it
+        arguments.apply_defaults()
+        root = arguments.arguments.pop("root")
+        recipe_options = {k: v for k, v in arguments.arguments.items() if k in RECIPE_FIELDS}
+        return _check(layout, root, recipe_options)
+
+    build.__name__ = build.__qualname__ = f"build_{name}"
+    build.__doc__ = f"{summary}; split ``official`` (options and rules: the module docstring)."
+    check.__name__ = check.__qualname__ = f"check_{name}"
+    check.__signature__ = check_signature  # type: ignore[attr-defined]  # the CLI validates against it
+    check.__doc__ = (
+        "Every problem of the tree: folders, class files, model ids without files (and the reverse), "
+        "malformed ``.off`` files, unreadable sketches, and invalid rendering options."
+    )
+    return register_dataset(name)(build), register_dataset_checker(name)(check)
 
 
-check_shrec13 = register_dataset_checker("shrec13")(_checker(SHREC13))
-check_shrec14 = register_dataset_checker("shrec14")(_checker(SHREC14))
-check_part_shrec14 = register_dataset_checker("part_shrec14")(_checker(SHREC14))
+RECIPE_FIELDS = frozenset(f.name for f in fields(ViewRecipe))
+build_shrec13, check_shrec13 = _registered(
+    "shrec13", SHREC13, part=False, summary="SHREC'13 (90 classes, 7,200 sketches, 1,258 models)"
+)
+build_shrec14, check_shrec14 = _registered(
+    "shrec14", SHREC14, part=False, summary="SHREC'14 (171 classes, 13,680 sketches, 8,987 models)"
+)
+build_part_shrec14, check_part_shrec14 = _registered(
+    "part_shrec14",
+    SHREC14,
+    part=True,
+    summary="PART-SHREC14: the SHREC'14 classes with more than 50 models, models split 80/20",
+)
