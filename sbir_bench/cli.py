@@ -151,7 +151,7 @@ def _split_counts(catalog: Any, name: str) -> dict[str, Any]:
 def cmd_data_summary(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from sbir_bench.registry import DATASETS
+    from sbir_bench.registry import DATASETS, SPLIT_STATISTICS
 
     options = _parse_options(args.option)
     if args.root is not None:
@@ -173,12 +173,23 @@ def cmd_data_summary(args: argparse.Namespace) -> int:
         },
         "splits": {row["split"]: {k: v for k, v in row.items() if k != "split"} for row in rows},
     }
+    # the counts the papers' tables give, beside theirs (datasets whose reader knows them)
+    literature = (
+        {name: SPLIT_STATISTICS.get(args.dataset)(catalog, name) for name in names}
+        if args.dataset in SPLIT_STATISTICS
+        else {}
+    )
     if args.json:
+        for name, table in literature.items():
+            summary["splits"][name]["literature"] = json.loads(table.to_json(orient="index"))
         print(json.dumps(summary, indent=2))
         return 0
     records = ", ".join(f"{n} {_DOMAIN_PLURALS[domain]}" for domain, n in summary["records"].items())
     print(f"{catalog.name}: {catalog.num_classes} classes, {records} (fingerprint {catalog.fingerprint})")
     print(pd.DataFrame(rows).to_string(index=False))
+    for name, table in literature.items():
+        print(f"\n{name}: counts beside the literature's")
+        print(table.to_string())
     return 0
 
 

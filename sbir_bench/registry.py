@@ -73,10 +73,14 @@ DATASETS: Registry[Any] = Registry(
 )
 # name -> check(root=None, **kwargs) -> list[Problem]: every problem of a dataset tree (sbir-bench data check)
 DATASET_CHECKERS: Registry[Any] = Registry("dataset checker", modules=DATASETS._modules)
+# name -> statistics(catalog, split) -> DataFrame (count / expected / difference per statistic): a split's
+# counts beside the paper's table (sbir-bench data summary prints it)
+SPLIT_STATISTICS: Registry[Any] = Registry("split statistics", modules=DATASETS._modules)
 
 register_method = METHODS.register
 register_dataset = DATASETS.register
 register_dataset_checker = DATASET_CHECKERS.register
+register_split_statistics = SPLIT_STATISTICS.register
 
 
 def list_methods(pattern: str = "*") -> list[str]:

@@ -77,7 +77,7 @@ from sbir_bench.data.splits import (
     statistics_table,
     unseen_classes,
 )
-from sbir_bench.registry import register_dataset, register_dataset_checker
+from sbir_bench.registry import register_dataset, register_dataset_checker, register_split_statistics
 
 log = logging.getLogger(__name__)
 
@@ -551,6 +551,7 @@ def check_sketchy(
     return problems
 
 
+@register_split_statistics(DATASET)
 def split_statistics(catalog: Catalog, split: str) -> pd.DataFrame:
     """The counts of ``split`` as the ZS-SBIR table gives them, beside the literature's.
 

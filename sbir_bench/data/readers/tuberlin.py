@@ -65,7 +65,7 @@ from sbir_bench.data.splits import (
     statistics_table,
     unseen_classes,
 )
-from sbir_bench.registry import register_dataset, register_dataset_checker
+from sbir_bench.registry import register_dataset, register_dataset_checker, register_split_statistics
 
 DATASET = "tuberlin"
 FOLDER = "TU-Berlin"
@@ -439,6 +439,7 @@ def check_tuberlin(
     return problems
 
 
+@register_split_statistics(DATASET)
 def split_statistics(catalog: Catalog, split: str) -> pd.DataFrame:
     """The counts of ``split`` beside the expected ones; ``train_*`` count the training and validation
     parts together (the papers hold out no validation items)."""
