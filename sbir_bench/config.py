@@ -92,5 +92,9 @@ def config_hash(cfg: DictConfig) -> str:
         for key in parents:
             node = node.get(key, {})
         node.pop(leaf, None)
+    semantics = identity.get("data", {}).get("semantics")
+    if isinstance(semantics, dict) and all(value is None for value in semantics.values()):
+        # the dataset's own side information, as before the option existed: earlier runs keep their hash
+        identity["data"].pop("semantics")
     blob = json.dumps(identity, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]

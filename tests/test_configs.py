@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from sbir_bench.config import ConfigError, available, compose, config_hash
 from sbir_bench.data.modules import RetrievalDataModule
@@ -102,3 +103,17 @@ def test_where_a_dataset_lies_is_not_part_of_the_identity_but_its_options_are():
 def test_data_root_short_form_reaches_the_reader():
     cfg = compose(["data=shrec13", "data.root=/data/SHREC13"])
     assert cfg.data.dataset_kwargs.root == "/data/SHREC13"
+
+
+@pytest.mark.parametrize("data", available("data"))
+def test_every_data_config_takes_class_semantics_and_their_default_leaves_the_identity_alone(data):
+    cfg = compose([f"data={data}"])
+    assert dict(cfg.data.semantics) == {"vectors": None, "format": None, "fallback": None, "attributes": None}
+    without = OmegaConf.to_container(cfg)
+    del without["data"]["semantics"]
+    assert config_hash(cfg) == config_hash(OmegaConf.create(without)), (
+        "runs from before the option keep their hash"
+    )
+    vectors = compose([f"data={data}", "data.semantics.vectors=/data/GoogleNews-vectors-negative300.bin"])
+    attributes = compose([f"data={data}", "data.semantics.attributes=/data/attributes.csv"])
+    assert len({config_hash(cfg), config_hash(vectors), config_hash(attributes)}) == 3

@@ -19,7 +19,8 @@ Batches:
 Evaluation labels decide relevance: the class, or in a ``fine_grained`` split the instance (a query's only
 relevant item is its own photo). ``semantics={"vectors": FILE, "format": ..., "fallback": ...}`` replaces
 the reader's class side information with word vectors of the class names
-(:func:`~sbir_bench.data.semantics.class_word_vectors`).
+(:func:`~sbir_bench.data.semantics.class_word_vectors`), ``semantics={"attributes": CSV}`` with a table
+of per-class attributes (:func:`~sbir_bench.data.semantics.class_attribute_vectors`).
 
 Inputs are cached backbone features (float32 ``[d]``, :mod:`sbir_bench.data.features`) or image tensors
 (float32 ``[3, H, W]``, sketches read as RGB) through :func:`~sbir_bench.data.images.image_transform`.
@@ -41,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from sbir_bench.data.features import BackboneSpec, extract_features
 from sbir_bench.data.images import image_transform, load_image
 from sbir_bench.data.records import Catalog, DataInfo, DatasetError, Split
-from sbir_bench.data.semantics import class_word_vectors
+from sbir_bench.data.semantics import class_attribute_vectors, class_word_vectors
 from sbir_bench.registry import DATASETS
 
 __all__ = ["INPUTS", "TRAIN_SAMPLINGS", "RetrievalDataModule"]
@@ -243,11 +244,20 @@ class RetrievalDataModule(L.LightningDataModule):
     def _build_catalog(self) -> Catalog:
         catalog = DATASETS.create(self.dataset, cache_dir=self.cache_dir, **self.dataset_kwargs)
         catalog.split(self.split)  # an unknown split fails here, naming the known ones
-        if self.semantics.get("vectors"):  # word vectors of the class names replace the reader's own
-            catalog.class_semantics = class_word_vectors(
-                catalog.class_names, cache_dir=self.cache_dir, **self.semantics
+        semantics = dict(self.semantics)
+        attributes = semantics.pop("attributes", None)
+        if attributes and semantics:
+            raise ValueError(
+                f"semantics: set either attributes or word vectors ({sorted(semantics)}), not both"
             )
-            catalog.semantics_kind = f"word vectors ({Path(str(self.semantics['vectors'])).name})"
+        if attributes:  # a per-class attribute table replaces the reader's side information
+            catalog.class_semantics = class_attribute_vectors(attributes, catalog.class_names)
+            catalog.semantics_kind = f"attributes ({Path(str(attributes)).name})"
+        elif semantics.get("vectors"):  # so do word vectors of the class names
+            catalog.class_semantics = class_word_vectors(
+                catalog.class_names, cache_dir=self.cache_dir, **semantics
+            )
+            catalog.semantics_kind = f"word vectors ({Path(str(semantics['vectors'])).name})"
         return catalog
 
     def _features_of(self, catalog: Catalog, progress: bool) -> np.ndarray:

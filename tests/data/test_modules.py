@@ -284,3 +284,14 @@ def test_semantics_option_gives_word_vectors_of_the_class_names(tmp_path):
     assert semantics.shape == (len(names), 3)
     first = np.mean([table[w] for w in class_name_words(names[0])], axis=0)
     np.testing.assert_allclose(semantics[0], first, rtol=1e-5)
+
+
+def test_semantics_option_gives_attribute_vectors_from_a_table(tmp_path):
+    names = DATASETS.create(FAKE, cache_dir=str(tmp_path / "cache"), val="both").class_names
+    table = tmp_path / "attributes.csv"
+    table.write_text("class,striped,wheels\n" + "".join(f"{n},{i % 2},{i}\n" for i, n in enumerate(names)))
+    module = make(tmp_path, semantics={"attributes": str(table)})
+    np.testing.assert_array_equal(module.info().class_semantics, [[i % 2, i] for i in range(len(names))])
+    assert module.catalog.semantics_kind == "attributes (attributes.csv)"
+    with pytest.raises(ValueError, match="either attributes or word vectors"):
+        make(tmp_path, semantics={"attributes": str(table), "vectors": "glove.txt"})
