@@ -36,6 +36,7 @@ NON_IDENTITY_KEYS = (
     "data.splits",
     "data.num_workers",
     "data.eval_batch_size",
+    "data.feature_batch_size",
     "evaluation.grid_queries",
 )
 

@@ -106,6 +106,7 @@ def build_datamodule(
         backbone=dict(data.backbone),
         batch_size=int(cfg.method.get("batch_size") or data.batch_size),
         eval_batch_size=int(data.eval_batch_size),
+        feature_batch_size=int(data.feature_batch_size),
         num_workers=int(data.num_workers),
         seed=seed,
         semantics=to_container(data.semantics) if data.get("semantics") else None,

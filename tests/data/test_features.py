@@ -138,6 +138,14 @@ def test_features_are_cached_once_and_reused(catalog, tmp_path, forward_calls):
     ] == "random-init-seed0-timm" + (timm.__version__)
 
 
+def test_features_do_not_depend_on_the_extraction_batch_size(catalog, tmp_path, forward_calls):
+    """Why the batch size is not part of the cache key (and can be tuned per machine freely)."""
+    small = extract_features(catalog, SPEC, tmp_path / "small", batch_size=3, progress=False)
+    assert max(forward_calls) == 3
+    large = extract_features(catalog, SPEC, tmp_path / "large", batch_size=64, progress=False)
+    np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-6)
+
+
 def test_features_match_the_backbone_on_rgb_images(catalog, tmp_path):
     cached = extract_features(catalog, SPEC, tmp_path / "cache", progress=False)
     sketch = int(np.flatnonzero(catalog.records["domain"] == "sketch")[0])
