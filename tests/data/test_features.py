@@ -108,21 +108,6 @@ def catalog(tmp_path) -> Catalog:
     return build_fake_catalog(tmp_path / "data")
 
 
-@pytest.fixture
-def forward_calls(monkeypatch) -> list[int]:
-    """Counts the images the backbones built by the feature code see."""
-    seen: list[int] = []
-    original = features.create_backbone
-
-    def counting(spec):
-        model = original(spec)
-        model.register_forward_hook(lambda module, args, output: seen.append(len(args[0])))
-        return model
-
-    monkeypatch.setattr(features, "create_backbone", counting)
-    return seen
-
-
 def test_features_are_cached_once_and_reused(catalog, tmp_path, forward_calls):
     first = extract_features(catalog, SPEC, tmp_path / "cache", batch_size=16, progress=False)
     assert first.shape == (len(catalog.records), 512) and first.dtype == np.float32

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from sbir_bench.data import features
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.data.records import DatasetError
 from sbir_bench.registry import DATASETS
@@ -247,18 +246,9 @@ def test_empty_validation_parts(tmp_path):
         half.val_dataloader()
 
 
-def test_feature_batch_size_is_the_extraction_batch(tmp_path, monkeypatch):
-    batches: list[int] = []
-    original = features.create_backbone
-
-    def counting(spec):
-        model = original(spec)
-        model.register_forward_hook(lambda module, args, output: batches.append(len(args[0])))
-        return model
-
-    monkeypatch.setattr(features, "create_backbone", counting)
+def test_feature_batch_size_is_the_extraction_batch(tmp_path, forward_calls):
     make(tmp_path, feature_batch_size=3)
-    assert batches and max(batches) == 3
+    assert forward_calls and max(forward_calls) == 3
 
 
 def test_worker_processes_serve_the_same_batches(module_dir):
