@@ -24,6 +24,10 @@ forward holds all batches in memory (images x 3 x size^2 x 4 bytes: 340 MB at th
 CPU cores the decoding workers compete with the forward's threads: their decoding hides behind the
 forward only as far as the forward leaves a core idle. torch uses its default thread count
 (``--threads`` to change it) and the load average is printed.
+
+A last line compares the cached extraction at ``--batch-size`` (32, the data configs'
+``feature_batch_size``) with ``--reference-batch-size`` (512, the configs' ``eval_batch_size``, which
+extraction used before), 0 workers, in alternating pairs as well: the speed-up of the small batch.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -115,6 +120,18 @@ def cached_seconds(
     return seconds
 
 
+def alternating_pairs(
+    first: Callable[[], float], second: Callable[[], float], pairs: int, num_images: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images/s of ``first`` and ``second`` (functions returning seconds), ``pairs`` times, one right
+    after the other, in alternating order so that a drift of the machine's speed favours neither."""
+    rates = np.zeros((pairs, 2))
+    for pair in range(pairs):
+        for column in (0, 1) if pair % 2 == 0 else (1, 0):
+            rates[pair, column] = num_images / (first, second)[column]()
+    return rates[:, 0], rates[:, 1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--photos-per-class", type=int, help="synthetic photos per class (default 64)")
     parser.add_argument("--cache-dir", help="where the synthetic data is built or reused (default: temp)")
+    parser.add_argument(
+        "--reference-batch-size",
+        type=int,
+        default=512,
+        help="also time the cached extraction at this batch against --batch-size (0: skip; quick: skip)",
+    )
     parser.add_argument("--pairs", type=int, default=5, help="forward/cached pairs per row (quick: 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
@@ -142,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     image_size = args.image_size or (32 if args.quick else 64)
     batch_size = args.batch_size or (16 if args.quick else 32)
     pairs = 1 if args.quick else args.pairs
+    if args.quick:
+        args.reference_batch_size = 0
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = BackboneSpec(name=args.backbone, image_size=image_size)
@@ -168,23 +193,33 @@ def main(argv: list[str] | None = None) -> int:
             f" {'range':>13}"
         )
         for num_workers in args.num_workers:
-            forward, cached = [], []
-            for pair in range(pairs):
-                runs = {
-                    "forward": partial(forward_seconds, spec, batches),
-                    "cached": partial(cached_seconds, catalog, spec, cache_dir, batch_size, num_workers),
-                }
-                order = ["forward", "cached"] if pair % 2 == 0 else ["cached", "forward"]
-                seconds = {name: runs[name]() for name in order}
-                forward.append(num_images / seconds["forward"])
-                cached.append(num_images / seconds["cached"])
-            overheads = 1 - np.asarray(cached) / np.asarray(forward)
+            forward, cached = alternating_pairs(
+                partial(forward_seconds, spec, batches),
+                partial(cached_seconds, catalog, spec, cache_dir, batch_size, num_workers),
+                pairs,
+                num_images,
+            )
+            overheads = 1 - cached / forward
             overhead = float(np.median(overheads))
             verdict = "ok" if overhead <= TARGET_OVERHEAD else f"over the {TARGET_OVERHEAD:.0%} target"
             print(
                 f"{num_workers:>7} {np.median(cached):>16.0f} {np.median(forward):>17.0f} "
                 f"{1 - overhead:>5.2f} {overhead:>8.1%} {overheads.min():>6.1%}-{overheads.max():>6.1%}"
                 f"  {verdict}",
+                flush=True,
+            )
+        if args.reference_batch_size:
+            small, large = alternating_pairs(
+                partial(cached_seconds, catalog, spec, cache_dir, batch_size, 0),
+                partial(cached_seconds, catalog, spec, cache_dir, args.reference_batch_size, 0),
+                pairs,
+                num_images,
+            )
+            print(
+                f"cached extraction (0 workers), batch {batch_size} vs {args.reference_batch_size}: "
+                f"{np.median(small):.0f} vs {np.median(large):.0f} img/s, ratio "
+                f"{np.median(small / large):.2f} (median; pairs {(small / large).min():.2f}-"
+                f"{(small / large).max():.2f})",
                 flush=True,
             )
     print(

@@ -192,8 +192,7 @@ class RetrievalDataModule(L.LightningDataModule):
     ``prepare_data`` builds the dataset and, for ``inputs="features"``, the (pre-trained) backbone and
     its feature cache; ``setup`` loads them on every rank. ``backbone`` holds :class:`BackboneSpec`
     fields; ``feature_batch_size`` is the backbone's batch in feature extraction (small batches are
-    fastest on a CPU: 32 runs the default extraction 1.7x faster than 512 on a 2-core machine, with
-    the same features). Seeds: the same ``seed`` gives the same training batches (a
+    fastest on a CPU, ``benchmarks/feature_throughput.py``; the features do not depend on it). Seeds: the same ``seed`` gives the same training batches (a
     ``torch.Generator`` seeded from it); random image augmentation additionally follows the global
     seed when ``num_workers == 0``.
     """
