@@ -192,9 +192,9 @@ class RetrievalDataModule(L.LightningDataModule):
     ``prepare_data`` builds the dataset and, for ``inputs="features"``, the (pre-trained) backbone and
     its feature cache; ``setup`` loads them on every rank. ``backbone`` holds :class:`BackboneSpec`
     fields; ``feature_batch_size`` is the backbone's batch in feature extraction (small batches are
-    fastest on a CPU, ``benchmarks/feature_throughput.py``; the features do not depend on it). Seeds: the same ``seed`` gives the same training batches (a
-    ``torch.Generator`` seeded from it); random image augmentation additionally follows the global
-    seed when ``num_workers == 0``.
+    fastest on a CPU, ``benchmarks/feature_throughput.py``; the features do not depend on it).
+    Seeds: the same ``seed`` gives the same training batches (a ``torch.Generator`` seeded from it);
+    random image augmentation additionally follows the global seed when ``num_workers == 0``.
     """
 
     def __init__(
