@@ -165,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     image_size = args.image_size or (32 if args.quick else 64)
     batch_size = args.batch_size or (16 if args.quick else 32)
     pairs = 1 if args.quick else args.pairs
-    if args.quick:
-        args.reference_batch_size = 0
+    reference_batch_size = 0 if args.quick else args.reference_batch_size
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = BackboneSpec(name=args.backbone, image_size=image_size)
@@ -208,15 +207,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {verdict}",
                 flush=True,
             )
-        if args.reference_batch_size:
+        if reference_batch_size:
             small, large = alternating_pairs(
                 partial(cached_seconds, catalog, spec, cache_dir, batch_size, 0),
-                partial(cached_seconds, catalog, spec, cache_dir, args.reference_batch_size, 0),
+                partial(cached_seconds, catalog, spec, cache_dir, reference_batch_size, 0),
                 pairs,
                 num_images,
             )
             print(
-                f"cached extraction (0 workers), batch {batch_size} vs {args.reference_batch_size}: "
+                f"cached extraction (0 workers), batch {batch_size} vs {reference_batch_size}: "
                 f"{np.median(small):.0f} vs {np.median(large):.0f} img/s, ratio "
                 f"{np.median(small / large):.2f} (median; pairs {(small / large).min():.2f}-"
                 f"{(small / large).max():.2f})",
