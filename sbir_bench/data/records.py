@@ -28,7 +28,11 @@ import numpy as np
 import pandas as pd
 
 Domain = Literal["sketch", "photo", "shape"]
-Setting = Literal["traditional", "zeroshot", "fine_grained"]  # fine_grained: relevant = same instance
+# zeroshot: unseen-class queries against unseen-class items only; gzs (generalised zero-shot, as in
+# SEM-PCYC and Doodle2Search): unseen-class queries against a gallery of every class; fine_grained:
+# relevant = same instance (otherwise relevant = same class)
+Setting = Literal["traditional", "zeroshot", "gzs", "fine_grained"]
+SETTINGS = ("traditional", "zeroshot", "gzs", "fine_grained")
 # how a training sketch finds its partner (photo or shape): the item of its own instance, or a same-class
 # item drawn afresh every epoch (TU-Berlin, SHREC: no drawn-from pairs exist)
 Pairing = Literal["instance", "class"]
@@ -58,7 +62,8 @@ class Split:
 
     ``train`` holds training records of both domains (only seen classes); ``val_*`` come from seen
     classes only (never from unseen ones); ``test_query`` are sketches and ``test_gallery`` the
-    photos (or shapes) they are searched against.
+    photos (or shapes) they are searched against (in a ``gzs`` split: unseen-class queries, a gallery
+    of seen and unseen classes).
     """
 
     name: str
@@ -121,6 +126,10 @@ class Catalog:
         if labels.min() < 0 or labels.max() >= self.num_classes:
             raise DatasetError(f"{self.name}: labels outside 0..{self.num_classes - 1}")
         for split in self.splits.values():
+            if split.setting not in SETTINGS:
+                raise DatasetError(
+                    f"{self.name}/{split.name}: unknown setting {split.setting!r}; expected one of {SETTINGS}"
+                )
             for part in SPLIT_PARTS:
                 idx = split.part(part)
                 if part != "val_query" and part != "val_gallery" and len(idx) == 0:
