@@ -1,6 +1,6 @@
 """Sketchy (Sangkloy et al., SIGGRAPH 2016) and Sketchy Extended (Liu et al., DSH, CVPR 2017).
 
-Layout (spec, "Sketchy and Sketchy Extended")::
+Layout (the archives as unpacked; README, "Real datasets")::
 
     <root>/                                   default $SBIR_DATA/Sketchy; one extra wrapping folder is fine
       rendered_256x256/256x256/photo/tx_000000000000/<class>/<imageid>.jpg
@@ -29,13 +29,23 @@ Reader options and decisions:
 Splits (class lists shipped in ``sbir_bench/data/splits/sketchy``; hold-outs by
 :func:`~sbir_bench.data.splits.stable_order` of file names per class, so every machine draws them alike):
 
-- ``zeroshot_yelamarthi`` (104/21, ECCV'18) and ``zeroshot_shen`` (100/25, ZSIH as in SAKE's lists):
+- ``zeroshot_yelamarthi`` (104/21, ECCV'18) and ``zeroshot_shen`` (100/25, ZSIH as in SAKE's lists; each
+  list's header names the public list it equals):
   test queries = every sketch of the unseen classes; test gallery = every Sketchy Extended image of
   the unseen classes. Training = the rendered photos of the seen classes with their own sketches; the
   first ``val_photos_per_class`` photos of each seen class (in stable order) and their sketches are
   held out for validation instead (never an unseen class). The seen classes' extended images (the
   table's "62,549 DB images for training") belong to no part: their copies of training photos would
   repeat training instances, and pair-based methods cannot use unpaired images.
+- ``gzs_yelamarthi`` and ``gzs_shen``: generalised zero-shot (GZS-SBIR, SEM-PCYC, CVPR 2019), setting
+  ``"gzs"``. The zero-shot split's queries (unseen-class sketches only) and training and validation parts;
+  its gallery plus ``int(gzs_seen_gallery_fraction * unseen gallery size)`` seen-class images (0.2:
+  SEM-PCYC's proportion), drawn by :func:`~sbir_bench.data.splits.seen_gallery_draw` (the first names in
+  stable order over all seen classes) from images the split never trains on: the seen classes' Sketchy
+  Extended images that copy no rendered photo (``ext_*``; training is then the zero-shot split's), or with
+  ``extended=false`` their rendered photos outside validation, which then leave training with their
+  sketches. SEM-PCYC's released code draws the seen-class gallery from training images at random and adds
+  seen-class queries too; here neither.
 - ``traditional`` (all 125 classes seen): per class, photos are taken in stable order until their
   sketches number at least ``test_sketches_per_class`` (50, as the commented non-zero-shot split of the
   ZS-SBIR code and DSH; UNVERIFIED); the first 50 of those sketches in stable order are the queries, the
@@ -50,7 +60,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +82,8 @@ from sbir_bench.data.splits import (
     SPLITS_VERSION,
     class_list,
     expected_counts,
+    expected_source,
+    seen_gallery_draw,
     shipped_checksums,
     stable_order,
     statistics_table,
@@ -88,6 +100,7 @@ EXTENDED_FOLDER = "EXTEND_image_sketchy"
 EXTENDED_PREFIX = "extended:"
 INVALID_FILES = tuple(f"invalid-{kind}.txt" for kind in ("ambiguous", "context", "error", "pose"))
 ZEROSHOT_SPLITS = ("zeroshot_yelamarthi", "zeroshot_shen")
+GZS_SPLITS = {"gzs_yelamarthi": "zeroshot_yelamarthi", "gzs_shen": "zeroshot_shen"}  # -> its zero-shot split
 CLASS_MODES = ("all", "present")
 LAYOUT = """<root>/
   rendered_256x256/256x256/photo/tx_000000000000/<class>/<imageid>.jpg
@@ -109,6 +122,7 @@ class SketchyOptions:
     classes: str = "all"
     test_sketches_per_class: int = 50
     val_photos_per_class: int = 5
+    gzs_seen_gallery_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if not _VARIANT.match(self.variant):
@@ -123,6 +137,8 @@ class SketchyOptions:
             raise ValueError(f"test_sketches_per_class must be >= 1, got {self.test_sketches_per_class}")
         if self.val_photos_per_class < 0:
             raise ValueError(f"val_photos_per_class must be >= 0, got {self.val_photos_per_class}")
+        if not self.gzs_seen_gallery_fraction > 0:
+            raise ValueError(f"gzs_seen_gallery_fraction must be > 0, got {self.gzs_seen_gallery_fraction}")
 
 
 @dataclass
@@ -269,6 +285,7 @@ class _ClassItems:
     sketch_names: dict[int, str] = field(default_factory=dict)  # sketch record -> file stem
     extended: list[int] = field(default_factory=list)
     extended_new: list[int] = field(default_factory=list)  # extended images that copy no rendered photo
+    extended_names: dict[int, str] = field(default_factory=dict)  # extended record -> file stem
 
     def sketches_of(self, photo_ids: list[str]) -> list[int]:
         return [s for pid in photo_ids for s in self.sketches.get(pid, [])]
@@ -291,6 +308,7 @@ def _records(tree: _Tree) -> tuple[pd.DataFrame, list[_ClassItems]]:
             rows.append(("sketch", label, photo_id, str(sketch)))
         for image in tree.files.get("extended", {}).get(name, []):
             item.extended.append(len(rows))
+            item.extended_names[len(rows)] = image.stem
             if image.stem not in item.photos:
                 item.extended_new.append(len(rows))
             rows.append(("photo", label, f"{EXTENDED_PREFIX}{name}/{image.stem}", str(image)))
@@ -344,6 +362,36 @@ def _zeroshot_split(
         seen_classes=tuple(seen),
         unseen_classes=tuple(unseen),
         **{part: _index(indices) for part, indices in parts.items()},
+    )
+
+
+def _gzs_split(
+    name: str, zeroshot: Split, tree: _Tree, items: list[_ClassItems], options: SketchyOptions
+) -> Split:
+    """Generalised zero-shot ``name``: ``zeroshot`` with seen-class images that it does not train on added
+    to its gallery (and, rendered photos, taken out of its training part with their sketches; module
+    docstring)."""
+    training = set(zeroshot.train.tolist())
+    pools: dict[str, dict[str, int]] = {}  # seen class -> file stem -> record
+    for label in zeroshot.seen_classes:
+        item = items[label]
+        if options.extended:
+            pools[tree.classes[label]] = {item.extended_names[r]: r for r in item.extended_new}
+        else:
+            pools[tree.classes[label]] = {pid: r for pid, r in item.photos.items() if r in training}
+    drawn = seen_gallery_draw(
+        pools, len(zeroshot.test_gallery), options.gzs_seen_gallery_fraction, f"{DATASET}/{name}/seen_gallery"
+    )
+    left_out = set(drawn)
+    for label in zeroshot.seen_classes:  # a drawn rendered photo takes its sketches out of training too
+        item = items[label]
+        left_out.update(item.sketches_of([pid for pid, r in item.photos.items() if r in left_out]))
+    return replace(
+        zeroshot,
+        name=name,
+        setting="gzs",
+        train=zeroshot.train[~np.isin(zeroshot.train, sorted(left_out))],
+        test_gallery=_index([*zeroshot.test_gallery.tolist(), *drawn]),
     )
 
 
@@ -419,6 +467,8 @@ def _catalog(tree: _Tree, options: SketchyOptions) -> Catalog:
         )
         for split in ZEROSHOT_SPLITS
     }
+    for split, zeroshot in GZS_SPLITS.items():
+        splits[split] = _gzs_split(split, splits[zeroshot], tree, items, options)
     splits["traditional"] = _traditional_split(
         tree,
         items,
@@ -451,10 +501,12 @@ def build_sketchy(
     classes: str = "all",
     test_sketches_per_class: int = 50,
     val_photos_per_class: int = 5,
+    gzs_seen_gallery_fraction: float = 0.2,
     progress: bool = True,
 ) -> Catalog:
     """Read a Sketchy (+ Extended) tree in place (``cache_dir`` is unused: nothing is generated) and
-    return its catalog with splits ``zeroshot_yelamarthi``, ``zeroshot_shen`` and ``traditional``.
+    return its catalog with splits ``zeroshot_yelamarthi``, ``zeroshot_shen``, ``gzs_yelamarthi``,
+    ``gzs_shen`` and ``traditional``.
 
     Raises one DatasetError listing the tree's structural problems; :func:`check_sketchy` lists every
     problem, decoding each image too.
@@ -467,6 +519,7 @@ def build_sketchy(
         classes,
         test_sketches_per_class,
         val_photos_per_class,
+        gzs_seen_gallery_fraction,
     )
     tree, problems = _scan(root, options, progress)
     raise_for_problems(problems, f"the Sketchy tree at {tree.root} (check_sketchy lists every problem)")
@@ -515,6 +568,7 @@ def check_sketchy(
     classes: str = "all",
     test_sketches_per_class: int = 50,
     val_photos_per_class: int = 5,
+    gzs_seen_gallery_fraction: float = 0.2,
     progress: bool = True,
 ) -> list[Problem]:
     """Every problem of a Sketchy tree: missing or unknown folders, missing classes, empty classes,
@@ -528,6 +582,7 @@ def check_sketchy(
         classes,
         test_sketches_per_class,
         val_photos_per_class,
+        gzs_seen_gallery_fraction,
     )
     try:
         tree, problems = _scan(root, options, progress)
@@ -553,17 +608,22 @@ def check_sketchy(
 
 @register_split_statistics(DATASET)
 def split_statistics(catalog: Catalog, split: str) -> pd.DataFrame:
-    """The counts of ``split`` as the ZS-SBIR table gives them, beside the literature's.
+    """The counts of ``split`` as the ZS-SBIR table and SAKE's file lists give them, beside the expected
+    ones (``table.attrs["source"]`` says where those come from).
 
     ``train_photos`` / ``train_sketches`` count the training and validation parts together (the papers
     do not hold out validation items); ``train_gallery_images`` counts the seen classes' Sketchy Extended
-    images ("DB images for training"); ``test_gallery`` the gallery searched at test time.
+    images ("DB images for training"); ``test_gallery`` the gallery searched at test time, split by
+    seen and unseen classes for a generalised zero-shot split; ``unseen_rendered_and_extended`` the
+    unseen classes' rendered photos plus Extended images, the gallery SAKE's file list names (the
+    Extended images hold copies of the rendered photos, so the suite searches them alone).
     """
     chosen = catalog.split(split)
     records = catalog.records
     domain = records["domain"].to_numpy()
     extended = records["instance"].str.startswith(EXTENDED_PREFIX).to_numpy()
-    seen = np.isin(records["label"].to_numpy(), chosen.seen_classes)
+    labels = records["label"].to_numpy()
+    seen = np.isin(labels, chosen.seen_classes)
     training = np.zeros(len(records), dtype=bool)
     training[np.concatenate([chosen.train, chosen.val_query, chosen.val_gallery])] = True
     observed = {
@@ -575,4 +635,13 @@ def split_statistics(catalog: Catalog, split: str) -> pd.DataFrame:
         "train_gallery_images": int((extended & seen).sum()),
         "test_gallery": len(chosen.test_gallery),
     }
-    return statistics_table(observed, expected_counts(DATASET)["splits"].get(split, {}))
+    if chosen.setting == "gzs":
+        gallery_seen = int(seen[chosen.test_gallery].sum())
+        observed["test_gallery_unseen"] = len(chosen.test_gallery) - gallery_seen
+        observed["test_gallery_seen"] = gallery_seen
+    if chosen.unseen_classes:
+        unseen = np.isin(labels, chosen.unseen_classes)
+        observed["unseen_rendered_and_extended"] = int((unseen & (domain == "photo")).sum())
+    table = statistics_table(observed, expected_counts(DATASET)["splits"].get(split, {}))
+    table.attrs["source"] = expected_source(DATASET, split)
+    return table

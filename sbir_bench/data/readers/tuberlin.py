@@ -1,6 +1,6 @@
 """TU-Berlin sketches (Eitz et al., SIGGRAPH 2012) with TU-Berlin Extension photos (Zhang et al., 2016).
 
-Layout (spec, "TU-Berlin and TU-Berlin Extension")::
+Layout (the archives as unpacked; README, "Real datasets")::
 
     <root>/                        default $SBIR_DATA/TU-Berlin; one extra wrapping folder is fine
       png/<class>/<n>.png          250 classes x 80 sketches; class names with spaces ("hot air balloon")
@@ -23,11 +23,19 @@ Reader options and decisions:
 Splits (hold-outs by :func:`~sbir_bench.data.splits.stable_order` of the file names per class: one
 order for sketches, one for photos, so the hold-outs below are prefixes of it):
 
-- ``zeroshot_shen`` (220/30, Shen et al. CVPR 2018 as listed by SAKE; SAKE cuts names at the first
-  space, ``bottle`` / ``hot`` / ``space`` are ``bottle opener`` / ``hot air balloon`` / ``space shuttle``):
+- ``zeroshot_shen`` (220/30, Shen et al. CVPR 2018 as listed by SAKE's ``cname_cid_zero.txt``, which
+  holds the full folder names; copies split on white space cut ``bottle opener`` / ``hot air balloon`` /
+  ``space shuttle`` to ``bottle`` / ``hot`` / ``space``):
   test queries = every sketch of the unseen classes, gallery = every photo of the unseen classes;
   per seen class the first ``val_sketches_per_class`` sketches and ``val_photos_per_class`` photos
   form the validation part, the rest trains.
+- ``gzs_shen``: generalised zero-shot (GZS-SBIR, SEM-PCYC, CVPR 2019), setting ``"gzs"``. The zero-shot
+  split's queries (unseen-class sketches only) and validation part; its gallery plus
+  ``int(gzs_seen_gallery_fraction * unseen gallery size)`` seen-class photos (0.2: SEM-PCYC's
+  proportion), drawn by :func:`~sbir_bench.data.splits.seen_gallery_draw` (the first names in stable order
+  over all seen classes) from the zero-shot split's training photos, which leave training. SEM-PCYC's
+  released code draws them from training images at random, kept in training, and adds seen-class
+  queries too; here neither.
 - ``traditional`` (all 250 seen): per class the first ``test_sketches_per_class`` sketches (10, as DSH;
   UNVERIFIED) are the queries and the first ``test_photos_per_class`` photos the gallery (DSH searches
   all photos, training ones included; a held-out gallery keeps training and test apart); the next
@@ -38,7 +46,7 @@ order for sketches, one for photos, so the hold-outs below are prefixes of it):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +68,8 @@ from sbir_bench.data.splits import (
     SPLITS_VERSION,
     class_list,
     expected_counts,
+    expected_source,
+    seen_gallery_draw,
     shipped_checksums,
     stable_order,
     statistics_table,
@@ -73,6 +83,7 @@ SKETCH_FOLDER = "png"
 PHOTO_FOLDER = "ImageResized"
 FILELIST = "filelist.txt"
 ZEROSHOT_SPLITS = ("zeroshot_shen",)
+GZS_SPLITS = {"gzs_shen": "zeroshot_shen"}  # generalised zero-shot split -> its zero-shot split
 CLASS_MODES = ("all", "present")
 LAYOUT = """<root>/
   png/<class>/<n>.png            (TU-Berlin sketches; png/filelist.txt optional)
@@ -102,6 +113,7 @@ class TUBerlinOptions:
     test_photos_per_class: int = 50
     val_sketches_per_class: int = 4
     val_photos_per_class: int = 10
+    gzs_seen_gallery_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.classes not in CLASS_MODES:
@@ -114,6 +126,8 @@ class TUBerlinOptions:
         for name in ("val_sketches_per_class", "val_photos_per_class"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.gzs_seen_gallery_fraction > 0:
+            raise ValueError(f"gzs_seen_gallery_fraction must be > 0, got {self.gzs_seen_gallery_fraction}")
         if (self.val_sketches_per_class == 0) != (self.val_photos_per_class == 0):
             raise ValueError("val_sketches_per_class and val_photos_per_class must both be 0 or both > 0")
 
@@ -293,6 +307,25 @@ def _zeroshot_split(split: str, tree: _Tree, items: list[_ClassItems], options: 
     )
 
 
+def _gzs_split(name: str, zeroshot: Split, records: pd.DataFrame, options: TUBerlinOptions) -> Split:
+    """Generalised zero-shot ``name``: ``zeroshot`` with some of its training photos moved to its gallery
+    (module docstring)."""
+    pools: dict[str, dict[str, int]] = {}  # seen class -> file name -> record
+    for record in zeroshot.train[records["domain"].to_numpy()[zeroshot.train] == "photo"]:
+        _, class_name, file_name = records.at[record, "instance"].split("/", 2)  # photo/<class>/<file>
+        pools.setdefault(class_name, {})[file_name] = int(record)
+    drawn = seen_gallery_draw(
+        pools, len(zeroshot.test_gallery), options.gzs_seen_gallery_fraction, f"{DATASET}/{name}/seen_gallery"
+    )
+    return replace(
+        zeroshot,
+        name=name,
+        setting="gzs",
+        train=zeroshot.train[~np.isin(zeroshot.train, drawn)],
+        test_gallery=_index([*zeroshot.test_gallery.tolist(), *drawn]),
+    )
+
+
 def _traditional_split(tree: _Tree, items: list[_ClassItems], options: TUBerlinOptions) -> Split:
     test_sketches, test_photos = options.test_sketches_per_class, options.test_photos_per_class
     parts: dict[str, list[int]] = {
@@ -321,6 +354,8 @@ def _catalog(tree: _Tree, options: TUBerlinOptions) -> Catalog:
     raise_for_problems(_hold_out_problems(tree, options), f"the TU-Berlin tree at {tree.root}")
     records, items = _records(tree, options)
     splits = {split: _zeroshot_split(split, tree, items, options) for split in ZEROSHOT_SPLITS}
+    for split, zeroshot in GZS_SPLITS.items():
+        splits[split] = _gzs_split(split, splits[zeroshot], records, options)
     splits["traditional"] = _traditional_split(tree, items, options)
     shipped = {k: v for k, v in shipped_checksums().items() if k.startswith(f"{DATASET}/")}
     extra_files = [tree.filelist] if tree.filelist else []
@@ -349,10 +384,11 @@ def build_tuberlin(
     test_photos_per_class: int = 50,
     val_sketches_per_class: int = 4,
     val_photos_per_class: int = 10,
+    gzs_seen_gallery_fraction: float = 0.2,
     progress: bool = True,
 ) -> Catalog:
     """Read a TU-Berlin (+ Extension photos) tree in place (``cache_dir`` is unused: nothing is
-    generated) and return its catalog with splits ``zeroshot_shen`` and ``traditional``.
+    generated) and return its catalog with splits ``zeroshot_shen``, ``gzs_shen`` and ``traditional``.
 
     Raises one DatasetError listing the tree's structural problems; :func:`check_tuberlin` lists every
     problem, decoding each image too.
@@ -364,6 +400,7 @@ def build_tuberlin(
         test_photos_per_class,
         val_sketches_per_class,
         val_photos_per_class,
+        gzs_seen_gallery_fraction,
     )
     tree, problems = _scan(root, options, progress)
     raise_for_problems(problems, f"the TU-Berlin tree at {tree.root} (check_tuberlin lists every problem)")
@@ -404,6 +441,7 @@ def check_tuberlin(
     test_photos_per_class: int = 50,
     val_sketches_per_class: int = 4,
     val_photos_per_class: int = 10,
+    gzs_seen_gallery_fraction: float = 0.2,
     progress: bool = True,
 ) -> list[Problem]:
     """Every problem of a TU-Berlin tree: missing or unknown folders, missing classes, empty classes,
@@ -416,6 +454,7 @@ def check_tuberlin(
         test_photos_per_class,
         val_sketches_per_class,
         val_photos_per_class,
+        gzs_seen_gallery_fraction,
     )
     try:
         tree, problems = _scan(root, options, progress)
@@ -441,8 +480,9 @@ def check_tuberlin(
 
 @register_split_statistics(DATASET)
 def split_statistics(catalog: Catalog, split: str) -> pd.DataFrame:
-    """The counts of ``split`` beside the expected ones; ``train_*`` count the training and validation
-    parts together (the papers hold out no validation items)."""
+    """The counts of ``split`` beside the expected ones (``table.attrs["source"]`` says where those come
+    from); ``train_*`` count the training and validation parts together (the papers hold out no
+    validation items); a generalised zero-shot gallery is also counted by seen and unseen classes."""
     chosen = catalog.split(split)
     domain = catalog.records["domain"].to_numpy()
     training = np.zeros(len(domain), dtype=bool)
@@ -455,4 +495,11 @@ def split_statistics(catalog: Catalog, split: str) -> pd.DataFrame:
         "test_sketches": len(chosen.test_query),
         "test_gallery": len(chosen.test_gallery),
     }
-    return statistics_table(observed, expected_counts(DATASET)["splits"].get(split, {}))
+    if chosen.setting == "gzs":
+        labels = catalog.records["label"].to_numpy()[chosen.test_gallery]
+        gallery_seen = int(np.isin(labels, chosen.seen_classes).sum())
+        observed["test_gallery_unseen"] = len(chosen.test_gallery) - gallery_seen
+        observed["test_gallery_seen"] = gallery_seen
+    table = statistics_table(observed, expected_counts(DATASET)["splits"].get(split, {}))
+    table.attrs["source"] = expected_source(DATASET, split)
+    return table

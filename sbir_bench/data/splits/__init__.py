@@ -14,9 +14,13 @@ fingerprint) and regenerate the checksums::
 
     cd sbir_bench/data/splits && sha256sum */*.txt */*.json > CHECKSUMS.sha256
 
+The header comments of each list say which public list it equals (names and order), e.g. the Yelamarthi
+list equals SEM-PCYC's ``test_classes_eccv_2018.txt``; :func:`provenance` returns them.
+
 Hold-outs the literature does not ship as file lists (validation items, the traditional split's
-queries) are drawn with :func:`stable_order`, a rule that depends only on file names: never on the
-machine, the file system's listing order or a random generator's version.
+queries, the seen-class gallery of a generalised zero-shot split) are drawn with :func:`stable_order`, a
+rule that depends only on file names: never on the machine, the file system's listing order or a random
+generator's version.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from sbir_bench.data.records import DatasetError
 
 SPLITS_DIR = Path(__file__).parent
 CHECKSUMS_FILE = "CHECKSUMS.sha256"
-SPLITS_VERSION = 1  # bump whenever a shipped list or a hold-out rule changes
+SPLITS_VERSION = 2  # bump whenever a shipped list or a hold-out rule changes
 
 
 def shipped_checksums() -> dict[str, str]:
@@ -72,6 +76,13 @@ def read_names(dataset: str, name: str) -> list[str]:
     return names
 
 
+def provenance(dataset: str, name: str) -> list[str]:
+    """The header comment lines of ``<dataset>/<name>.txt`` (``#`` and one space removed), verified: where
+    the list comes from and which public list it equals."""
+    text = _verified_text(f"{dataset}/{name}.txt")
+    return [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
+
+
 def class_list(dataset: str) -> list[str]:
     """Every class folder name of ``dataset``, in label order."""
     return read_names(dataset, "classes")
@@ -89,6 +100,11 @@ def unseen_classes(dataset: str, split: str) -> list[str]:
 def expected_counts(dataset: str) -> dict[str, Any]:
     """``{"dataset": {count name: n}, "splits": {split: {count name: n}}}`` from the literature."""
     return json.loads(_verified_text(f"{dataset}/expected_counts.json"))
+
+
+def expected_source(dataset: str, split: str) -> str:
+    """Where the expected counts of ``split`` come from (its ``_source`` in ``expected_counts.json``)."""
+    return str(expected_counts(dataset)["splits"].get(split, {}).get("_source", ""))
 
 
 def stable_order(names: Iterable[str], salt: str) -> list[str]:
@@ -109,3 +125,33 @@ def statistics_table(observed: Mapping[str, int], expected: Mapping[str, int]) -
     )
     table["difference"] = table["count"] - table["expected"]
     return table.set_index("statistic")
+
+
+def seen_gallery_draw(
+    pools: Mapping[str, Mapping[str, int]], unseen_gallery: int, fraction: float, salt: str
+) -> list[int]:
+    """The seen-class gallery items of a generalised zero-shot (GZS-SBIR) split, sorted.
+
+    ``pools`` maps each seen class to its images that the split does not train on (file name -> record).
+    ``int(fraction * unseen_gallery)`` of them are drawn, as evenly over the classes as their pools allow:
+    each pool in :func:`stable_order` (salted ``"<salt>/<class>"``), then the first of every class, the
+    second of every class, ... (classes in the stable order salted ``salt``). The proportion is SEM-PCYC's
+    (Dutta & Akata, CVPR 2019, released ``train.py``: ``perc = 0.2`` times the test gallery's size of
+    seen-class images, drawn at random from the training images); here drawn by file name, spread over
+    every seen class, and never from images the split trains on.
+    """
+    count = int(fraction * unseen_gallery)
+    available = sum(len(pool) for pool in pools.values())
+    if count < 1 or count > available:
+        raise DatasetError(
+            f"a generalised zero-shot gallery takes int({fraction} x {unseen_gallery} unseen-class images) = "
+            f"{count} seen-class images, and {available} seen-class images are held out of training to draw "
+            "them from: it needs at least 1 and at most that many (change gzs_seen_gallery_fraction)"
+        )
+    class_rank = {name: rank for rank, name in enumerate(stable_order(pools, salt))}
+    ranked = sorted(
+        (rank, class_rank[name], pool[item])
+        for name, pool in pools.items()
+        for rank, item in enumerate(stable_order(pool, f"{salt}/{name}"))
+    )
+    return sorted(record for _, _, record in ranked[:count])

@@ -115,6 +115,70 @@ def test_zero_shot_splits_use_the_shipped_unseen_lists(tree):
         assert not set(split.train) & (set(split.val_query) | set(split.val_gallery))
 
 
+@pytest.mark.parametrize("split", ["gzs_yelamarthi", "gzs_shen"])
+def test_generalised_splits_search_seen_class_images_no_split_trains_on(tree, split):
+    catalog = build(tree)
+    gzs, zeroshot = catalog.split(split), catalog.split(split.replace("gzs", "zeroshot"))
+    assert gzs.setting == "gzs" and zeroshot.setting == "zeroshot"
+    assert (gzs.seen_classes, gzs.unseen_classes) == (zeroshot.seen_classes, zeroshot.unseen_classes)
+    for part in ("train", "val_query", "val_gallery", "test_query"):  # only the gallery differs
+        np.testing.assert_array_equal(gzs.part(part), zeroshot.part(part))
+    assert labels_of(catalog, gzs.test_query) == {catalog.class_names[c] for c in gzs.unseen_classes}
+    assert set(zeroshot.test_gallery) < set(gzs.test_gallery)
+    added = catalog.records.iloc[sorted(set(gzs.test_gallery) - set(zeroshot.test_gallery))]
+    # int(0.2 x the unseen gallery's 2 x (PHOTOS + NEW_EXTENDED) = 12 images) = 2 seen-class images
+    assert len(added) == 2 and set(added["label"]) <= set(gzs.seen_classes)
+    assert added["path"].str.contains(r"EXTEND_image_sketchy/.*/ext_\d\.jpg$").all()  # copies of no photo
+    training = catalog.records.iloc[np.concatenate([gzs.train, gzs.val_query, gzs.val_gallery])]
+    assert not set(added["instance"]) & set(training["instance"])
+    assert labels_of(catalog, gzs.test_gallery) == set(CLASSES)  # a gallery of every class
+
+
+def test_generalised_gallery_follows_the_documented_rule(tree):
+    """Pinned: int(0.2 x the unseen gallery) of the seen classes' ext_* images, spread over the classes:
+    each class's first stem in stable_order salted "sketchy/<split>/seen_gallery/<class>", then the
+    seconds, ..."""
+    catalog = build(tree)
+    salt = "sketchy/gzs_yelamarthi/seen_gallery"
+    stems = [f"ext_{k}" for k in range(NEW_EXTENDED)]
+    first = {c: stable_order(stems, f"{salt}/{c}")[0] for c in ("airplane", "car_(sedan)")}
+    added = set(part_paths(catalog, "gzs_yelamarthi", "test_gallery")) - set(
+        part_paths(catalog, "zeroshot_yelamarthi", "test_gallery")
+    )
+    assert added == {str(tree / "EXTEND_image_sketchy" / c / f"{stem}.jpg") for c, stem in first.items()}
+    assert first == {"airplane": "ext_1", "car_(sedan)": "ext_0"}  # the value the rule gives today
+    gzs = catalog.split("gzs_yelamarthi")
+    wider = build(tree, gzs_seen_gallery_fraction=0.34)  # int(0.34 x 12) = 4: every seen ext_* image
+    assert len(wider.split("gzs_yelamarthi").test_gallery) == len(gzs.test_gallery) + 2
+
+
+def test_generalised_gallery_without_extended_images_leaves_training(tmp_path):
+    root = make_tree(tmp_path / "Sketchy", extended=False)
+    catalog = build(root, extended=False)
+    gzs, zeroshot = catalog.split("gzs_yelamarthi"), catalog.split("zeroshot_yelamarthi")
+    records = catalog.records
+    added = records.iloc[sorted(set(gzs.test_gallery) - set(zeroshot.test_gallery))]
+    assert len(added) == 1 and added["path"].str.contains("/photo/tx_000000000000/").all()  # int(0.2 x 8)
+    left = set(zeroshot.train) - set(gzs.train)
+    assert left == set(added.index) | set(
+        records.index[(records["domain"] == "sketch") & records["instance"].isin(added["instance"])]
+    )  # the photo and its SKETCHES sketches leave training
+    assert len(left) == 1 + SKETCHES and set(gzs.train) < set(zeroshot.train)
+    training = records.iloc[np.concatenate([gzs.train, gzs.val_query, gzs.val_gallery])]
+    assert not set(added["instance"]) & set(training["instance"])
+
+
+def test_generalised_gallery_needs_enough_held_out_seen_images(tree):
+    with pytest.raises(
+        DatasetError, match=r"int\(0\.5 x 12 unseen-class images\) = 6 seen-class images, and 4"
+    ):
+        build(tree, gzs_seen_gallery_fraction=0.5)
+    problems = check_sketchy(tree, **{**SMALL, "gzs_seen_gallery_fraction": 0.5})
+    assert len(problems) == 1 and "gzs_seen_gallery_fraction" in problems[0].message
+    with pytest.raises(ValueError, match="gzs_seen_gallery_fraction must be > 0"):
+        build(tree, gzs_seen_gallery_fraction=0)
+
+
 def test_traditional_split_holds_out_queries_with_their_photos(tree):
     catalog = build(tree, test_sketches_per_class=3)
     split = catalog.split("traditional")
@@ -132,7 +196,9 @@ def test_traditional_split_holds_out_queries_with_their_photos(tree):
     assert not set(train["instance"]) & set(records["instance"].iloc[split.val_gallery])
 
 
-@pytest.mark.parametrize("split", ["zeroshot_yelamarthi", "zeroshot_shen", "traditional"])
+@pytest.mark.parametrize(
+    "split", ["zeroshot_yelamarthi", "zeroshot_shen", "gzs_yelamarthi", "gzs_shen", "traditional"]
+)
 def test_parts_are_disjoint_and_unseen_classes_only_in_test(tree, split):
     catalog = build(tree)
     chosen = catalog.split(split)
@@ -167,7 +233,7 @@ def test_validation_photos_follow_the_documented_rule(tree):
 def test_hold_outs_depend_only_on_file_names(tmp_path):
     first = build(make_tree(tmp_path / "a"))
     second = build(make_tree(tmp_path / "b" / "Sketchy"))
-    for split in ("zeroshot_yelamarthi", "traditional"):
+    for split in ("zeroshot_yelamarthi", "gzs_yelamarthi", "traditional"):
         for part in ("train", "val_query", "test_query", "test_gallery"):
             names = [[Path(p).name for p in part_paths(c, split, part)] for c in (first, second)]
             assert names[0] == names[1]
@@ -227,9 +293,21 @@ def test_split_statistics_table(tree):
         "test_sketches": 2 * PHOTOS * SKETCHES,
         "train_gallery_images": seen * (PHOTOS + NEW_EXTENDED),
         "test_gallery": 2 * (PHOTOS + NEW_EXTENDED),
+        "unseen_rendered_and_extended": 2 * (PHOTOS + PHOTOS + NEW_EXTENDED),
     }
     assert table.loc["test_gallery", "expected"] == 10453 and table.loc["train_photos", "expected"] == 10400
     assert table.loc["test_sketches", "difference"] == 2 * PHOTOS * SKETCHES - 12694
+    assert "Yelamarthi et al. (ECCV 2018)" in table.attrs["source"]
+    shen = split_statistics(catalog, "zeroshot_shen")  # SAKE's file lists
+    assert shen.loc["test_sketches", "expected"] == 15229 and shen.loc["test_gallery", "expected"] == 14601
+    assert shen.loc["unseen_rendered_and_extended", "expected"] == 17101 and "SAKE" in shen.attrs["source"]
+    gzs = split_statistics(catalog, "gzs_shen")
+    assert gzs.loc[["test_gallery_unseen", "test_gallery_seen", "test_gallery"], "count"].tolist() == [
+        12,
+        2,
+        14,
+    ]
+    assert gzs.loc[["test_gallery_unseen", "test_gallery_seen"], "expected"].tolist() == [14601, 2920]
 
 
 # --- errors and the checker ---------------------------------------------------------------------------

@@ -11,8 +11,10 @@ import pytest
 from sbir_bench.data import splits
 from sbir_bench.data.records import DatasetError
 
-# The spec's lists (docs: /work/shared/spec/datasets.md), restated so that an edit of a shipped file that
-# also updates its checksum still has to agree with the literature.
+# The literature's lists, restated so that an edit of a shipped file that also updates its checksum still has
+# to agree with them: Yelamarthi et al. (ECCV 2018) as SEM-PCYC's test_classes_eccv_2018.txt and
+# Doodle2Search's zeroshot_classes_sketchy.txt ship it; Shen et al. (ZSIH, CVPR 2018) as SAKE's
+# cname_cid_zero.txt files (Liu et al., ICCV 2019) ship it (README, "Real datasets").
 YELAMARTHI_UNSEEN = (
     "bat cabin cow dolphin door giraffe helicopter mouse pear raccoon rhinoceros saw scissors seagull "
     "skyscraper songbird sword tree wheelchair windmill window"
@@ -23,11 +25,11 @@ SHEN_SKETCHY_UNSEEN = (
 ).split()
 SHEN_TUBERLIN_UNSEEN = [
     *"banana bus tractor suitcase streetlight telephone".split(),
-    "bottle opener",  # SAKE: "bottle"
+    "bottle opener",  # copies of SAKE's list split on white space: "bottle"
     *"canoe fan teacup penguin laptop shoe lighter".split(),
-    "hot air balloon",  # SAKE: "hot"
+    "hot air balloon",  # ...: "hot"
     *"pizza brain ant t-shirt trombone windmill snowboard table rollerblades parachute".split(),
-    "space shuttle",  # SAKE: "space"
+    "space shuttle",  # ...: "space"
     *"bridge frying-pan bread horse".split(),
 ]
 
@@ -91,6 +93,26 @@ def test_unseen_lists_are_the_literatures(dataset, split, expected, num_classes)
     )
 
 
+@pytest.mark.parametrize(
+    ("dataset", "name", "sources"),
+    [
+        (
+            "sketchy",
+            "zeroshot_yelamarthi_unseen",
+            ["test_classes_eccv_2018.txt", "zeroshot_classes_sketchy.txt"],
+        ),
+        ("sketchy", "zeroshot_shen_unseen", ["dataset/Sketchy/zeroshot1/cname_cid_zero.txt"]),
+        ("tuberlin", "zeroshot_shen_unseen", ["dataset/TUBerlin/zeroshot/cname_cid_zero.txt"]),
+        ("sketchy", "classes", ["cname_cid.txt"]),
+        ("tuberlin", "classes", ["cname_cid.txt"]),
+    ],
+)
+def test_every_list_names_the_public_list_it_equals(dataset, name, sources):
+    header = " ".join(splits.provenance(dataset, name))
+    assert "Provenance: " in header and all(source in header for source in sources), header
+    assert "/work" not in header and "spec" not in header
+
+
 def test_expected_counts_agree_with_each_other():
     sketchy = splits.expected_counts("sketchy")
     table = sketchy["splits"]["zeroshot_yelamarthi"]
@@ -101,8 +123,64 @@ def test_expected_counts_agree_with_each_other():
         == 73002
     )
     assert table["train_photos"] == 104 * sketchy["dataset"]["photos_per_class"]
+    shen = sketchy["splits"]["zeroshot_shen"]  # SAKE's file lists
+    assert shen["train_sketches"] + shen["test_sketches"] == sketchy["dataset"]["sketches"]
+    assert shen["train_gallery_images"] + shen["test_gallery"] == sketchy["dataset"]["extended_images"]
+    assert shen["unseen_rendered_and_extended"] == 25 * 100 + shen["test_gallery"]
+    assert shen["train_photos"] == 100 * sketchy["dataset"]["photos_per_class"]
     tuberlin = splits.expected_counts("tuberlin")
     assert tuberlin["dataset"]["sketches"] == 250 * tuberlin["dataset"]["sketches_per_class"]
+    tu_shen = tuberlin["splits"]["zeroshot_shen"]
+    assert tu_shen["train_sketches"] + tu_shen["test_sketches"] == tuberlin["dataset"]["sketches"]
+    assert tu_shen["test_sketches"] == 30 * tuberlin["dataset"]["sketches_per_class"]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "gzs", "zeroshot"),
+    [
+        ("sketchy", "gzs_yelamarthi", "zeroshot_yelamarthi"),
+        ("sketchy", "gzs_shen", "zeroshot_shen"),
+        ("tuberlin", "gzs_shen", "zeroshot_shen"),
+    ],
+)
+def test_generalised_counts_follow_from_the_zero_shot_ones(dataset, gzs, zeroshot):
+    counts = splits.expected_counts(dataset)["splits"]
+    generalised, base = counts[gzs], counts[zeroshot]
+    assert generalised["test_gallery_unseen"] == base["test_gallery"]
+    assert generalised["test_gallery_seen"] == int(0.2 * base["test_gallery"])  # the default fraction
+    assert (
+        generalised["test_gallery"] == generalised["test_gallery_unseen"] + generalised["test_gallery_seen"]
+    )
+    shared = set(base) - {"_source", "test_gallery"}
+    assert {k: generalised[k] for k in shared} == {k: base[k] for k in shared}
+    assert "derived" in splits.expected_source(dataset, gzs) and "SAKE" in splits.expected_source(
+        dataset, "zeroshot_shen"
+    )
+
+
+def test_seen_gallery_draw_spreads_over_every_class_by_name():
+    pools = {
+        "cow": {f"c{i}": 100 + i for i in range(5)},
+        "bat": {f"b{i}": 200 + i for i in range(3)},
+        "owl": {"o0": 300},
+    }
+    drawn = splits.seen_gallery_draw(pools, unseen_gallery=25, fraction=0.2, salt="s")  # int(5.0) = 5
+    assert len(drawn) == 5 and drawn == sorted(drawn)
+    owners = [next(c for c, pool in pools.items() if r in pool.values()) for r in drawn]
+    assert sorted(owners) == ["bat", "bat", "cow", "cow", "owl"]  # rounds over the classes, owl runs out
+    assert drawn[-1] == 300
+    for name, pool in pools.items():  # within a class: its first names in stable order
+        taken = [k for k, r in pool.items() if r in drawn]
+        assert sorted(taken) == sorted(splits.stable_order(pool, f"s/{name}")[: len(taken)])
+    reordered = {name: dict(reversed(list(pool.items()))) for name, pool in reversed(list(pools.items()))}
+    assert splits.seen_gallery_draw(reordered, 25, 0.2, "s") == drawn  # names only, not listing order
+    assert splits.seen_gallery_draw(pools, 45, 0.2, "s") == sorted(
+        r for p in pools.values() for r in p.values()
+    )
+    with pytest.raises(DatasetError, match=r"int\(0\.2 x 50 unseen-class images\) = 10 .* 9 seen-class"):
+        splits.seen_gallery_draw(pools, 50, 0.2, "s")
+    with pytest.raises(DatasetError, match="at least 1"):
+        splits.seen_gallery_draw(pools, 4, 0.2, "s")
 
 
 def test_stable_order_depends_only_on_the_names():

@@ -10,11 +10,13 @@ from PIL import Image
 
 from sbir_bench.data.readers.tuberlin import build_tuberlin, check_tuberlin, split_statistics
 from sbir_bench.data.records import DatasetError
+from sbir_bench.data.splits import stable_order
 from sbir_bench.registry import DATASET_CHECKERS, DATASETS
 
 from ...conftest import quiet_run_in
 
-# "bottle opener" and "hot air balloon" are unseen in Shen's split (SAKE lists them as "bottle" / "hot").
+# "bottle opener" and "hot air balloon" are unseen in Shen's split (copies of SAKE's list split on white
+# space cut them to "bottle" / "hot").
 CLASSES = ("airplane", "bottle opener", "giraffe", "hot air balloon")
 UNSEEN = {"bottle opener", "hot air balloon"}
 # Extension photo folders as releases name them: exact, concatenated, misspelt.
@@ -80,7 +82,7 @@ def test_counts_and_photo_folders_matched_leniently(tree):
     assert records["instance"].is_unique and catalog.fingerprint
 
 
-@pytest.mark.parametrize("split", ["zeroshot_shen", "traditional"])
+@pytest.mark.parametrize("split", ["zeroshot_shen", "gzs_shen", "traditional"])
 def test_no_pairs_so_training_sketches_meet_photos_of_their_class(tree, split):
     """TU-Berlin has no pairs: class pairing, and every training class has training photos to draw."""
     catalog = build(tree)
@@ -91,7 +93,7 @@ def test_no_pairs_so_training_sketches_meet_photos_of_their_class(tree, split):
     assert len(sketches) and set(sketches["label"]) == set(photos["label"])
 
 
-@pytest.mark.parametrize("split", ["zeroshot_shen", "traditional"])
+@pytest.mark.parametrize("split", ["zeroshot_shen", "gzs_shen", "traditional"])
 def test_parts_are_disjoint_and_unseen_classes_only_in_test(tree, split):
     catalog = build(tree)
     chosen = catalog.split(split)
@@ -117,6 +119,41 @@ def test_zero_shot_split(tree):
     assert len(split.train) == 2 * (SKETCHES - 1 + PHOTOS - 1)
 
 
+def test_generalised_split_moves_seen_training_photos_to_the_gallery(tree):
+    catalog = build(tree)
+    gzs, zeroshot = catalog.split("gzs_shen"), catalog.split("zeroshot_shen")
+    assert gzs.setting == "gzs"
+    assert (gzs.seen_classes, gzs.unseen_classes) == (zeroshot.seen_classes, zeroshot.unseen_classes)
+    for part in ("val_query", "val_gallery", "test_query"):
+        np.testing.assert_array_equal(gzs.part(part), zeroshot.part(part))
+    assert labels_of(catalog, gzs.test_query) == UNSEEN
+    added = sorted(set(gzs.test_gallery) - set(zeroshot.test_gallery))
+    assert set(zeroshot.test_gallery) < set(gzs.test_gallery) and len(added) == 2  # int(0.2 x 2 x PHOTOS)
+    assert labels_of(catalog, added) <= set(CLASSES) - UNSEEN
+    assert labels_of(catalog, gzs.test_gallery) == set(CLASSES)  # a gallery of every class
+    assert set(zeroshot.train) - set(gzs.train) == set(added)  # the drawn photos no longer train
+    training = np.concatenate([gzs.train, gzs.val_query, gzs.val_gallery])
+    assert not set(catalog.records["instance"].iloc[added]) & set(catalog.records["instance"].iloc[training])
+    # pinned: one photo per seen class (2 drawn, 2 seen classes), each class's first training photo in
+    # stable_order salted "tuberlin/gzs_shen/seen_gallery/<class>"
+    train = catalog.records.iloc[zeroshot.train]
+    expected = {
+        f"photo/{c}/"
+        + stable_order(
+            [i.rsplit("/", 1)[1] for i in train["instance"] if i.startswith(f"photo/{c}/")],
+            f"tuberlin/gzs_shen/seen_gallery/{c}",
+        )[0]
+        for c in ("airplane", "giraffe")
+    }
+    assert set(catalog.records["instance"].iloc[added]) == expected
+    assert expected == {"photo/airplane/photo_4.jpg", "photo/giraffe/photo_3.jpg"}  # the value today
+
+
+def test_generalised_gallery_needs_enough_training_photos(tree):
+    with pytest.raises(DatasetError, match=r"= 12 seen-class images, and 10 seen-class images are held out"):
+        build(tree, gzs_seen_gallery_fraction=1)
+
+
 def test_traditional_split(tree):
     catalog = build(tree)
     split = catalog.split("traditional")
@@ -129,7 +166,7 @@ def test_traditional_split(tree):
 
 def test_hold_outs_depend_only_on_file_names(tmp_path):
     first, second = build(make_tree(tmp_path / "a")), build(make_tree(tmp_path / "b" / "TU-Berlin"))
-    for split in ("zeroshot_shen", "traditional"):
+    for split in ("zeroshot_shen", "gzs_shen", "traditional"):
         for part in ("train", "val_query", "val_gallery", "test_query", "test_gallery"):
             names = [
                 [Path(p).name for p in c.records["path"].iloc[c.split(split).part(part)]]
@@ -176,6 +213,15 @@ def test_split_statistics_table(tree):
         "test_gallery": 2 * PHOTOS,
     }
     assert table.loc["test_sketches", "expected"] == 2400 and table.loc["unseen_classes", "difference"] == -28
+    assert table.loc["test_gallery", "expected"] == 27989 and "SAKE" in table.attrs["source"]
+    gzs = split_statistics(build(tree), "gzs_shen")
+    assert gzs.loc[["test_gallery_unseen", "test_gallery_seen", "test_gallery"], "count"].tolist() == [
+        2 * PHOTOS,
+        2,
+        2 * PHOTOS + 2,
+    ]
+    assert gzs.loc[["test_gallery_unseen", "test_gallery_seen"], "expected"].tolist() == [27989, 5597]
+    assert gzs.loc["train_photos", "count"] == 2 * PHOTOS - 2
 
 
 # --- errors and the checker ---------------------------------------------------------------------------
