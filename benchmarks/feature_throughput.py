@@ -9,7 +9,7 @@ For each ``--num-workers`` value, ``--pairs`` times, in the same process and one
 
 - (b) ``forward``: ``model(batch)`` (and the copy of its output to NumPy) on the very batches the
   extraction cuts, decoded and transformed beforehand and held in memory: the compute floor;
-- (a) ``cached``: :func:`~sbir_bench.data.features.extract_features` into a fresh cache folder
+- (a) ``cached``: :func:`~sbir_bench.data.feature_cache.extract_features` into a fresh cache folder
   (``pretrain_epochs`` 0): PNG decoding and resizing to uint8 in the DataLoader's workers, the batch
   normalisation, the forward, view averaging, shard files with their checksums, the assembly of the
   memory-mapped ``features.npy``.
@@ -46,8 +46,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from sbir_bench.data import features
-from sbir_bench.data.features import BackboneSpec, extract_features
+from sbir_bench.data import backbones, feature_cache
+from sbir_bench.data.backbones import BackboneSpec
+from sbir_bench.data.feature_cache import extract_features
 from sbir_bench.data.images import image_transform
 from sbir_bench.data.records import Catalog
 from sbir_bench.registry import DATASETS
@@ -83,11 +84,11 @@ def build_catalog(cache_dir: Path, sizes: Sizes) -> Catalog:
 
 def preloaded_batches(catalog: Catalog, spec: BackboneSpec, batch_size: int) -> list[torch.Tensor]:
     """The extraction's batches (same images, same cuts at shard ends), decoded and transformed."""
-    paths, owners = features._image_items(catalog)
-    shards = features._plan_shards(owners, len(catalog.records), features.SHARD_IMAGES)
+    paths, owners = feature_cache._image_items(catalog)
+    shards = feature_cache._plan_shards(owners, len(catalog.records), feature_cache.SHARD_IMAGES)
     loader = DataLoader(
-        features._ImageFiles(paths, image_transform(spec.image_size, train=False)),
-        batch_sampler=features._shard_batches(shards, batch_size),
+        backbones.ImageFiles(paths, image_transform(spec.image_size, train=False)),
+        batch_sampler=feature_cache._shard_batches(shards, batch_size),
     )
     return list(loader)
 
@@ -95,8 +96,8 @@ def preloaded_batches(catalog: Catalog, spec: BackboneSpec, batch_size: int) -> 
 @torch.inference_mode()
 def forward_seconds(spec: BackboneSpec, batches: list[torch.Tensor]) -> float:
     """Wall-clock of the bare forward over ``batches`` (after one untimed warm-up batch)."""
-    device = features._device()
-    model = features.create_backbone(spec).to(device)
+    device = backbones.compute_device()
+    model = backbones.create_backbone(spec).to(device)
     model(batches[0].to(device)).float().cpu().numpy()
     start = time.perf_counter()
     for batch in batches:
@@ -174,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir = Path(args.cache_dir or temporary)
         start = time.perf_counter()
         catalog = build_catalog(cache_dir, sizes)
-        num_images = len(features._image_items(catalog)[0])
+        num_images = len(feature_cache._image_items(catalog)[0])
         print(
             f"synthetic: {num_images} images of {sizes.data_size} px (ready in "
             f"{time.perf_counter() - start:.1f} s); backbone {spec.name} at {image_size} px, batch "
-            f"{batch_size}, device {features._device()}; {pairs} pair(s) per row; torch threads "
+            f"{batch_size}, device {backbones.compute_device()}; {pairs} pair(s) per row; torch threads "
             f"{torch.get_num_threads()}, {os.cpu_count()} CPUs; load average at start: "
             f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}",
             flush=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from torchvision import transforms
@@ -58,7 +59,11 @@ class RandomEdgeMap:
     def __call__(self, image: Image.Image) -> Image.Image:
         if self.p == 0.0 or torch.rand(()) >= self.p:
             return image
-        edges = ImageOps.invert(image.convert("L").filter(ImageFilter.FIND_EDGES))
+        # PIL leaves a filter's outermost pixels unfiltered (the grey photo itself, mostly inked once
+        # inverted): filter a copy padded by repeating its border and crop, so the frame is not ink
+        width, height = image.size
+        grey = Image.fromarray(np.pad(np.asarray(image.convert("L")), 1, mode="edge"))
+        edges = ImageOps.invert(grey.filter(ImageFilter.FIND_EDGES).crop((1, 1, width + 1, height + 1)))
         return edges.point(lambda value: 255 if value > self.threshold else 0).convert("RGB")
 
     def __repr__(self) -> str:

@@ -22,7 +22,7 @@ the reader's class side information with word vectors of the class names
 (:func:`~sbir_bench.data.semantics.class_word_vectors`), ``semantics={"attributes": CSV}`` with a table
 of per-class attributes (:func:`~sbir_bench.data.semantics.class_attribute_vectors`).
 
-Inputs are cached backbone features (float32 ``[d]``, :mod:`sbir_bench.data.features`) or image tensors
+Inputs are cached backbone features (float32 ``[d]``, :mod:`sbir_bench.data.feature_cache`) or image tensors
 (float32 ``[3, H, W]``, sketches read as RGB) through :func:`~sbir_bench.data.images.image_transform`.
 """
 
@@ -39,7 +39,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from sbir_bench.data.features import BackboneSpec, extract_features
+from sbir_bench.data.backbones import BackboneSpec
+from sbir_bench.data.feature_cache import extract_features
 from sbir_bench.data.images import image_transform, load_image
 from sbir_bench.data.records import Catalog, DataInfo, DatasetError, Split
 from sbir_bench.data.semantics import class_attribute_vectors, class_word_vectors
@@ -296,6 +297,14 @@ class RetrievalDataModule(L.LightningDataModule):
         self._split = catalog.split(self.split)
         self._train_generator = torch.Generator().manual_seed(self.seed)
         self._catalog = catalog
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training generator's state, saved in every checkpoint, so that a run resumed from one draws
+        the batches an uninterrupted run draws (Lightning restores it before the first resumed epoch)."""
+        return {"train_generator": self._train_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_generator.set_state(state_dict["train_generator"])
 
     @property
     def catalog(self) -> Catalog:

@@ -40,7 +40,7 @@ are surely the wrong file, and it is an error whatever the fallback.
 **Cache**: with ``cache_dir``, the result is saved under ``cache_dir/semantics/`` as ``.npy`` with a
 ``.json`` holding its key (class list, the vectors file's path + size + mtime, format, fallback) and
 checksum, both written atomically under a file lock; an entry that fails its checksum or key is
-rebuilt with a :class:`~sbir_bench.data.features.StaleCacheWarning`.
+rebuilt with a :class:`~sbir_bench.data.cache_entries.StaleCacheWarning`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ import pandas as pd
 from gensim.models import KeyedVectors
 from gensim.utils import open as open_maybe_compressed
 
-from sbir_bench.data.features import StaleCacheWarning
+from sbir_bench.data.cache_entries import StaleCacheWarning
 from sbir_bench.data.locking import atomic_save_npy, atomic_write_text, file_lock, sha256_file
 from sbir_bench.data.records import DatasetError
 

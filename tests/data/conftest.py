@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from sbir_bench.data import features
+from sbir_bench.data import backbones
 
 
 @pytest.fixture
 def forward_calls(monkeypatch) -> list[int]:
     """The batch size of every forward call of the backbones the feature code builds."""
     seen: list[int] = []
-    original = features.create_backbone
+    original = backbones.create_backbone
 
     def counting(spec):
         model = original(spec)
         model.register_forward_hook(lambda module, args, output: seen.append(len(args[0])))
         return model
 
-    monkeypatch.setattr(features, "create_backbone", counting)
+    monkeypatch.setattr(backbones, "create_backbone", counting)
     return seen

@@ -14,14 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sbir_bench.data import features
-from sbir_bench.data.features import (
-    BackboneSpec,
-    StaleCacheWarning,
-    extract_features,
-    feature_cache_dir,
-    weights_identity,
-)
+from sbir_bench.data import backbones, feature_cache
+from sbir_bench.data.backbones import BackboneSpec, weights_identity
+from sbir_bench.data.cache_entries import StaleCacheWarning
+from sbir_bench.data.feature_cache import extract_features, feature_cache_dir
 from sbir_bench.data.records import Catalog, DatasetError
 
 SIZE = 16
@@ -52,7 +48,7 @@ def build_mixed_catalog(root: Path, layout: list = LAYOUT) -> Catalog:
 
 
 def num_images(catalog: Catalog) -> int:
-    return len(features._image_items(catalog)[0])
+    return len(feature_cache._image_items(catalog)[0])
 
 
 def images_in(catalog: Catalog, record_ranges: list[tuple[int, int]]) -> int:
@@ -81,7 +77,7 @@ def forward_images(monkeypatch) -> _BatchLog:
     """Sizes of the batches the feature backbones see; set ``forward_images.kill_after`` to make the
     forward raise (a simulated kill) once that many batches have gone through."""
     seen = _BatchLog()
-    original = features.create_backbone
+    original = backbones.create_backbone
 
     def logging_backbone(spec):
         model = original(spec)
@@ -94,7 +90,7 @@ def forward_images(monkeypatch) -> _BatchLog:
         model.register_forward_pre_hook(before_forward)
         return model
 
-    monkeypatch.setattr(features, "create_backbone", logging_backbone)
+    monkeypatch.setattr(backbones, "create_backbone", logging_backbone)
     return seen
 
 
@@ -118,7 +114,7 @@ def finished_records(entry: Path) -> list[tuple[int, int]]:
 )
 def test_shards_tile_the_records_and_never_split_a_records_views(views, shard_images):
     owners = np.repeat(np.arange(len(views)), views)
-    shards = features._plan_shards(owners, len(views), shard_images)
+    shards = feature_cache._plan_shards(owners, len(views), shard_images)
     assert [s.start for s in shards] == [0] + [s.stop for s in shards[:-1]] and shards[-1].stop == len(views)
     assert [s.first_image for s in shards] == [0] + [s.end_image for s in shards[:-1]]
     assert shards[-1].end_image == len(owners)
@@ -129,8 +125,8 @@ def test_shards_tile_the_records_and_never_split_a_records_views(views, shard_im
 
 
 def test_a_shapes_feature_is_the_mean_of_its_views_across_shard_and_batch_cuts(catalog, reference):
-    model = features.create_backbone(SPEC)
-    transform = features.image_transform(SIZE, train=False)
+    model = backbones.create_backbone(SPEC)
+    transform = feature_cache.image_transform(SIZE, train=False)
     for record in np.flatnonzero(catalog.records["domain"] == "shape"):
         views = torch.stack(
             [transform(Image.open(v).convert("RGB")) for v in catalog.records["views"][record]]
@@ -201,8 +197,8 @@ def test_a_changed_shard_size_does_not_reuse_shards_of_other_record_ranges(
     with pytest.raises(KeyboardInterrupt):
         extract(catalog, tmp_path / "cache")
     done = set(finished_records(entry_of(catalog, tmp_path / "cache")))
-    owners = features._image_items(catalog)[1]
-    replanned = {(s.start, s.stop) for s in features._plan_shards(owners, len(catalog.records), 7)}
+    owners = feature_cache._image_items(catalog)[1]
+    replanned = {(s.start, s.stop) for s in feature_cache._plan_shards(owners, len(catalog.records), 7)}
     assert done - replanned, "some finished record ranges are not in the new plan"
     forward_images.clear()
     forward_images.kill_after = None

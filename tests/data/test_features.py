@@ -14,20 +14,17 @@ import timm
 import torch
 from PIL import Image
 
-from sbir_bench.data import features
-from sbir_bench.data.features import (
-    BackboneSpec,
-    StaleCacheWarning,
-    create_backbone,
-    extract_features,
-    feature_cache_dir,
-    feature_dim,
-    pretrain_backbone,
-    pretraining_indices,
-    weights_identity,
-)
+from sbir_bench.data import backbones, feature_cache
+from sbir_bench.data.backbones import BackboneSpec, create_backbone, feature_dim, weights_identity
+from sbir_bench.data.cache_entries import StaleCacheWarning
+from sbir_bench.data.feature_cache import extract_features, feature_cache_dir
+from sbir_bench.data.images import RandomEdgeMap
 from sbir_bench.data.locking import atomic_path, atomic_save_npy, file_lock
+from sbir_bench.data.pretraining import pretrain_backbone, pretraining_indices
 from sbir_bench.data.records import Catalog, DatasetError, Split
+from sbir_bench.data.synthetic import design_classes
+from sbir_bench.data.synthetic.render import Pose, render_photo
+from sbir_bench.data.synthetic.shapes import build_parts, sample_instance
 
 NUM_CLASSES, PHOTOS_PER_CLASS, SKETCHES_PER_PHOTO, SIZE = 4, 4, 2, 32
 SPEC = BackboneSpec(name="resnet10t", image_size=SIZE)
@@ -135,7 +132,7 @@ def test_features_match_the_backbone_on_rgb_images(catalog, tmp_path):
     cached = extract_features(catalog, SPEC, tmp_path / "cache", progress=False)
     sketch = int(np.flatnonzero(catalog.records["domain"] == "sketch")[0])
     image = Image.open(catalog.records["path"][sketch]).convert("RGB")
-    tensor = features.image_transform(SIZE, train=False)(image)[None]
+    tensor = feature_cache.image_transform(SIZE, train=False)(image)[None]
     with torch.inference_mode():
         expected = create_backbone(SPEC)(tensor)[0].numpy()
     np.testing.assert_allclose(cached[sketch], expected, rtol=1e-4, atol=1e-5)
@@ -170,7 +167,7 @@ def _wrong_shape_with_matching_checksum(data: Path) -> None:
     atomic_save_npy(data, np.zeros((3, 512), dtype=np.float32))
     meta_file = data.parent / "meta.json"
     meta = json.loads(meta_file.read_text())
-    meta["sha256"] = features.sha256_file(data)
+    meta["sha256"] = feature_cache.sha256_file(data)
     meta_file.write_text(json.dumps(meta))
 
 
@@ -212,7 +209,7 @@ def test_cache_key_follows_backbone_size_weights_and_catalog(catalog, tmp_path):
     assert len(set(folders.values())) == len(specs)
     catalog.fingerprint = "changed-records"
     assert feature_cache_dir(catalog, SPEC, tmp_path, weights_identity(SPEC)) != folders["base"]
-    assert weights_identity(specs["weights file"]) == f"sha256:{features.sha256_file(tmp_path / 'w.pt')}"
+    assert weights_identity(specs["weights file"]) == f"sha256:{backbones.sha256_file(tmp_path / 'w.pt')}"
 
 
 def test_weights_path_loads_strictly_and_a_misfit_file_is_named(tmp_path):
@@ -272,7 +269,7 @@ def test_nan_features_fail_naming_the_backbone(catalog, tmp_path, monkeypatch):
         def forward(self, x):
             return torch.full((len(x), 8), float("nan"))
 
-    monkeypatch.setattr(features, "create_backbone", lambda spec: Broken())
+    monkeypatch.setattr(backbones, "create_backbone", lambda spec: Broken())
     with pytest.raises(FloatingPointError, match="backbone 'resnet10t' produced NaN/inf"):
         extract_features(catalog, SPEC, tmp_path / "cache", progress=False)
     assert not list((tmp_path / "cache").rglob("features.npy")), "nothing is published"
@@ -288,9 +285,9 @@ def test_pretraining_sees_only_photos_in_every_splits_training_part(catalog, tmp
     np.testing.assert_array_equal(pretraining_indices(catalog), expected)
 
     loaded: list[str] = []
-    original = features.load_image
+    original = backbones.load_image
     monkeypatch.setattr(
-        features, "load_image", lambda path, mode="RGB": loaded.append(str(path)) or original(path, mode)
+        backbones, "load_image", lambda path, mode="RGB": loaded.append(str(path)) or original(path, mode)
     )
     spec = BackboneSpec(image_size=SIZE, pretrain_epochs=2, pretrain_batch_size=3)
     weights = pretrain_backbone(catalog, spec, tmp_path / "cache", progress=False)
@@ -360,3 +357,18 @@ def test_filling_the_caches_leaves_the_global_rng_alone(catalog, tmp_path):
     torch.manual_seed(0)
     extract_features(catalog, spec, tmp_path / "cache", batch_size=16, progress=False)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_edge_maps_carry_no_ink_frame():
+    """The stand-in pre-training's edge maps ink the image border about as often as the interior (PIL's
+    unfiltered outer pixels once made a frame: 92% of border pixels inked against 13% inside)."""
+    rng = np.random.default_rng(0)
+    border = np.zeros((64, 64), dtype=bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    border_ink, interior_ink = [], []
+    for shape_class in design_classes(8, 2):
+        photo, _ = render_photo(build_parts(sample_instance(shape_class, rng)), Pose.sample(rng), 64, rng)
+        ink = np.asarray(RandomEdgeMap(1.0)(Image.fromarray(photo)).convert("L")) < 128
+        border_ink.append(ink[border].mean())
+        interior_ink.append(ink[~border].mean())
+    assert np.mean(border_ink) <= 1.5 * np.mean(interior_ink), (np.mean(border_ink), np.mean(interior_ink))

@@ -17,7 +17,7 @@ import pytest
 from gensim.models import KeyedVectors
 
 from sbir_bench.data import semantics
-from sbir_bench.data.features import StaleCacheWarning
+from sbir_bench.data.cache_entries import StaleCacheWarning
 from sbir_bench.data.records import DatasetError
 from sbir_bench.data.semantics import (
     MissingWordVectorWarning,
