@@ -13,12 +13,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_DIR_ENV = "SBIR_CONFIG_DIR"
 # Keys that change how a run is executed or logged, never what it computes: left out of its identity.
-# (The split and the seed are identity fields of their own; DDP/device choices are recorded, not hashed.)
+# Overriding any other key makes a run a variant of its own (sbir_bench/variant.py, leaderboard/README.md).
+# (The variant label, the split and the seed are identity fields of their own; DDP/device choices are
+# recorded, not hashed.)
 NON_IDENTITY_KEYS = (
+    "variant",  # the row label: a record field of its own, so custom-<hash> can name the hash
+    "overrides",  # the command line's overrides, kept by compose() as provenance
     "seeds",
     "force",
     "resume",
@@ -61,7 +65,11 @@ def available(group: str) -> list[str]:
 
 
 def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "bench") -> DictConfig:
-    """Compose ``configs/<config_name>.yaml`` with Hydra overrides; raise ConfigError on any mistake."""
+    """Compose ``configs/<config_name>.yaml`` with Hydra overrides; raise ConfigError on any mistake.
+
+    The overrides are kept in the config (key ``overrides``, not part of the identity): they tell which
+    registered configuration a run started from (:func:`sbir_bench.variant.resolve_variant`).
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -76,6 +84,8 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "ben
         hint = "; ".join(f"{g}: {', '.join(available(g))}" for g in ("method", "data", "trainer", "logger"))
         raise ConfigError(f"bad config or override ({error}). Known configs — {hint}") from error
     OmegaConf.resolve(cfg)
+    with open_dict(cfg):
+        cfg.overrides = list(overrides)
     OmegaConf.set_struct(cfg, True)
     return cfg
 
@@ -84,8 +94,8 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Short stable hash of what a run computes (method, data, variant, evaluation), not how it is run."""
+def identity(cfg: DictConfig) -> dict[str, Any]:
+    """The part of a config that defines what a run computes: every key but :data:`NON_IDENTITY_KEYS`."""
     identity = to_container(cfg)
     for dotted in NON_IDENTITY_KEYS:
         *parents, leaf = dotted.split(".")
@@ -97,5 +107,10 @@ def config_hash(cfg: DictConfig) -> str:
     if isinstance(semantics, dict) and all(value is None for value in semantics.values()):
         # the dataset's own side information, as before the option existed: earlier runs keep their hash
         identity["data"].pop("semantics")
-    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return identity
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Short stable hash of what a run computes (method, data, evaluation), not how it is run or labelled."""
+    blob = json.dumps(identity(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]

@@ -40,6 +40,7 @@ from sbir_bench.leaderboard.record import (
 from sbir_bench.loggers import build_logger, finish, log_run_summary
 from sbir_bench.methods.base import RetrievalMethod
 from sbir_bench.registry import METHODS
+from sbir_bench.variant import Variant, resolve_variant
 from sbir_bench.viz import retrieval_grid
 
 GRID_TOP = 10
@@ -63,6 +64,13 @@ def bench(cfg: DictConfig) -> BenchSummary:
     """Run every (split, seed) of the composed config, then rebuild the leaderboard from all records."""
     summary = BenchSummary()
     chash = config_hash(cfg)
+    variant = resolve_variant(cfg)  # refuses a registered label on another configuration
+    if variant.name != cfg.variant or not variant.is_registered:
+        say(
+            f"variant {variant.name} (config {chash}); the registered configuration of these config "
+            f"groups is {variant.registered_variant} (config {variant.registered_hash})"
+        )
+    cfg.variant = variant.name
     results_dir = Path(cfg.paths.results_dir)
     METHODS.get(cfg.method.name)  # unknown names fail here, before any data is built
     for split in cfg.data.splits:
@@ -77,7 +85,7 @@ def bench(cfg: DictConfig) -> BenchSummary:
                 say(f"skip {'/'.join(map(str, identity))}: finished record exists ({done.run_id})")
                 summary.skipped.append(path)
                 continue
-            path, logged_to = run_one(cfg, split=split, seed=int(seed), chash=chash)
+            path, logged_to = run_one(cfg, split=split, seed=int(seed), chash=chash, variant=variant)
             if path is not None:
                 summary.written.append(path)
             if logged_to:
@@ -143,7 +151,9 @@ def build_trainer(
     return trainer, checkpoint
 
 
-def run_one(cfg: DictConfig, *, split: str, seed: int, chash: str) -> tuple[Path | None, str | None]:
+def run_one(
+    cfg: DictConfig, *, split: str, seed: int, chash: str, variant: Variant
+) -> tuple[Path | None, str | None]:
     """Train (if the method trains) and evaluate one (split, seed); rank 0 writes the record."""
     L.seed_everything(seed, workers=True)
     method_cls = METHODS.get(cfg.method.name)
@@ -184,6 +194,8 @@ def run_one(cfg: DictConfig, *, split: str, seed: int, chash: str) -> tuple[Path
         counts={},
         config=config,
         config_hash=chash,
+        registered_variant=variant.registered_variant,
+        registered_hash=variant.registered_hash,
         commit="",
         versions={},
         hardware={},

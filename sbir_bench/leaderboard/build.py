@@ -1,13 +1,14 @@
 """Run records -> the leaderboard table (a pure function), its CSV and Markdown files, and what changed.
 
-One row per (method, variant, dataset): traditional and zero-shot results side by side, each metric as the
-mean over seeds with its standard error (sample std, ddof = 1, over sqrt(n); empty for n = 1) and n.
-Only records with status ``ok`` count; of several records with the same identity the latest wins. When a
-setting was run on more than one split of a dataset (e.g. Sketchy's ``zeroshot_yelamarthi`` and
-``zeroshot_shen``), the row is repeated per split (``trad_split``/``zs_split`` columns), so numbers of
-different splits are never averaged together. ``paper_*`` columns quote the papers' own numbers
-(``paper_results.csv``; their mAP is ``map@200_yelamarthi``) on Sketchy rows only, beside, never mixed with,
-the suite's. Column meanings: leaderboard/README.md.
+One row per configuration (:mod:`sbir_bench.leaderboard.select`: method, variant, dataset and one config
+hash, shown in ``config_hash``): traditional, zero-shot and generalised zero-shot results side by side,
+each metric as the mean over seeds with its standard error (sample std, ddof = 1, over sqrt(n); empty for
+n = 1) and n. When a setting was run on more than one split of a dataset (e.g. Sketchy's
+``zeroshot_yelamarthi`` and ``zeroshot_shen``), the row is repeated per split (``*_split`` columns), so
+numbers of different splits are never averaged together. Each dataset block ends with its ``(chance)`` and
+``(ceiling)`` rows (:mod:`sbir_bench.leaderboard.references`), never sorted among the methods. ``paper_*``
+columns quote the papers' own numbers (``paper_results.csv``; their mAP is ``map@200_yelamarthi``) on
+Sketchy rows only, beside, never mixed with, the suite's. Column meanings: leaderboard/README.md.
 """
 
 from __future__ import annotations
@@ -18,20 +19,24 @@ import itertools
 import math
 import os
 import warnings
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from sbir_bench.leaderboard.record import RunRecord, atomic_write_text, read_records
+from sbir_bench.leaderboard import references
+from sbir_bench.leaderboard.record import RunRecord, atomic_write_text, scan_records
+from sbir_bench.leaderboard.select import TABLED_SETTINGS, Row, Selection, SetAside, select
 
-SETTING_PREFIX = {"traditional": "trad", "zeroshot": "zs"}
+SETTING_PREFIX = dict(zip(TABLED_SETTINGS, ("trad", "zs", "gzs"), strict=True))  # traditional, zeroshot, gzs
 HEADLINE_METRICS = ("p@200", "map@200")  # mean, sem and n for each setting
-OTHER_METRICS = ("p@100", "map@200_yelamarthi", "map@all")  # means only
-KEY_COLUMNS = ("method", "variant", "dataset", "trad_split", "zs_split")
+# means only; the *_voc and *_minr conventions are those of the SAKE / ZSE-SBIR evaluation code
+OTHER_METRICS = ("p@100", "map@200_yelamarthi", "map@all", "map@all_voc", "map@200_voc", "p@200_minr")
+SPLIT_COLUMNS = tuple(f"{prefix}_split" for prefix in SETTING_PREFIX.values())
+KEY_COLUMNS = ("method", "variant", "dataset", *SPLIT_COLUMNS)
 PAPER_COLUMNS = (
     "paper_trad_p@200",
     "paper_zs_p@200",
@@ -41,6 +46,7 @@ PAPER_COLUMNS = (
 PAPER_FILE_COLUMNS = ("method", "paper_label", *PAPER_COLUMNS, "source")
 COLUMNS: tuple[str, ...] = (
     *KEY_COLUMNS,
+    "config_hash",
     *(
         column
         for prefix in SETTING_PREFIX.values()
@@ -52,10 +58,12 @@ COLUMNS: tuple[str, ...] = (
     *(f"{prefix}_{metric}" for prefix in SETTING_PREFIX.values() for metric in OTHER_METRICS),
     *PAPER_COLUMNS,
 )
+TEXT_COLUMNS = (*KEY_COLUMNS, "config_hash")
 COUNT_COLUMNS = tuple(f"{prefix}_n" for prefix in SETTING_PREFIX.values())
 FLOAT_FORMAT = "%.4f"
 PAPER_DECIMALS = 3  # the papers print three decimals
-SORT_COLUMNS = ("dataset", "zs_map@200", "method", "variant", "trad_split", "zs_split")
+ROW_ORDER = {"": 0, **{method: i + 1 for i, method in enumerate(references.ROW_METHOD.values())}}
+SORT_COLUMNS = ("dataset", "_order", "zs_map@200", "method", "variant", *SPLIT_COLUMNS)
 CSV_NAME, MARKDOWN_NAME = "leaderboard.csv", "leaderboard.md"
 
 
@@ -77,37 +85,6 @@ def load_paper_results() -> pd.DataFrame:
     return paper
 
 
-def _current_records(records: Iterable[RunRecord]) -> dict[tuple[str, str, str, str, str], list[RunRecord]]:
-    """OK records grouped by (method, variant, dataset, setting, split): one (the latest) per seed.
-
-    A group holds only the configuration (config hash) of its latest record; records of older
-    configurations of the same variant are left out with a warning rather than averaged in.
-    """
-    groups: dict[tuple[str, str, str, str, str], list[RunRecord]] = defaultdict(list)
-    for r in records:
-        if r.status == "ok":
-            groups[(r.method, r.variant, r.dataset, r.setting, r.split)].append(r)
-    current = {}
-    for key, group in groups.items():
-        config_hash = max(group, key=lambda r: r.recency).config_hash
-        stale = sorted({r.config_hash for r in group if r.config_hash != config_hash})
-        if stale:
-            count = sum(r.config_hash != config_hash for r in group)
-            warnings.warn(
-                f"{'/'.join(key)}: leaving out {count} record(s) of older configurations {stale} "
-                f"(current config_hash {config_hash})",
-                stacklevel=3,
-            )
-        latest_per_seed: dict[int, RunRecord] = {}
-        for record in group:
-            if record.config_hash == config_hash:
-                kept = latest_per_seed.get(record.seed)
-                if kept is None or record.recency > kept.recency:
-                    latest_per_seed[record.seed] = record
-        current[key] = [latest_per_seed[seed] for seed in sorted(latest_per_seed)]
-    return current
-
-
 def _summarise(prefix: str, records: Sequence[RunRecord]) -> dict[str, Any]:
     """Mean, standard error of the mean (sample std / sqrt(n), NaN for n = 1) and n over seeds."""
     row: dict[str, Any] = {f"{prefix}_n": len(records)}
@@ -119,50 +96,90 @@ def _summarise(prefix: str, records: Sequence[RunRecord]) -> dict[str, Any]:
     return row
 
 
-def build_table(records: list[RunRecord], paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The leaderboard: columns :data:`COLUMNS`, sorted by :data:`SORT_COLUMNS` (zs_map@200 descending).
+def _split_combinations(row: Row) -> list[tuple[str, ...]]:
+    """Every combination of one split per setting (``""`` for a setting not run)."""
+    return list(itertools.product(*(sorted(row.runs.get(setting, {})) or [""] for setting in SETTING_PREFIX)))
 
-    ``paper`` (see :func:`load_paper_results`) fills the ``paper_*`` columns of Sketchy rows; None leaves
-    them empty.
-    """
-    splits: dict[tuple[str, str, str], dict[str, dict[str, list[RunRecord]]]] = defaultdict(
-        lambda: {setting: {} for setting in SETTING_PREFIX}
-    )
-    for (method, variant, dataset, setting, split), group in _current_records(records).items():
-        if setting in SETTING_PREFIX:  # category-level table; fine-grained records are kept, not tabled here
-            splits[(method, variant, dataset)][setting][split] = group
-    paper_by_method: dict[str, dict[str, float]] = (
-        {}
-        if paper is None
-        else {
-            str(entry["method"]): {c: float(entry[c]) for c in PAPER_COLUMNS}
-            for entry in paper.to_dict("records")
-        }
-    )
+
+def _method_rows(row: Row, paper_by_method: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     rows = []
-    for (method, variant, dataset), by_setting in splits.items():
-        trad_splits = sorted(by_setting["traditional"]) or [""]
-        zs_splits = sorted(by_setting["zeroshot"]) or [""]
-        for trad_split, zs_split in itertools.product(trad_splits, zs_splits):
-            row: dict[str, Any] = dict(
-                zip(KEY_COLUMNS, (method, variant, dataset, trad_split, zs_split), strict=True)
-            )
-            for setting, split in (("traditional", trad_split), ("zeroshot", zs_split)):
-                row.update(_summarise(SETTING_PREFIX[setting], by_setting[setting].get(split, [])))
-            paper_values = paper_by_method.get(method, {}) if is_sketchy(dataset) else {}
-            row.update({column: paper_values.get(column, math.nan) for column in PAPER_COLUMNS})
-            rows.append(row)
+    for splits in _split_combinations(row):
+        entry: dict[str, Any] = dict(
+            zip(KEY_COLUMNS, (row.method, row.variant, row.dataset, *splits), strict=True)
+        )
+        entry["config_hash"] = row.config_hash
+        for (setting, prefix), split in zip(SETTING_PREFIX.items(), splits, strict=True):
+            entry.update(_summarise(prefix, row.runs.get(setting, {}).get(split, ())))
+        paper_values = paper_by_method.get(row.method, {}) if is_sketchy(row.dataset) else {}
+        entry.update({column: paper_values.get(column, math.nan) for column in PAPER_COLUMNS})
+        rows.append(entry)
+    return rows
+
+
+def _reference_rows(rows: Sequence[Row], found: references.References) -> list[dict[str, Any]]:
+    """Per dataset, a ``(chance)`` and a ``(ceiling)`` row for every combination of the splits its rows
+    ran (one split per setting), when the records carry such values."""
+    splits_of: dict[str, dict[str, set[str]]] = {}
+    for row in rows:
+        by_setting = splits_of.setdefault(row.dataset, {setting: set() for setting in SETTING_PREFIX})
+        for setting, by_split in row.runs.items():
+            by_setting[setting].update(by_split)
+    entries = []
+    for dataset, by_setting in sorted(splits_of.items()):
+        combinations = itertools.product(*(sorted(by_setting[setting]) or [""] for setting in SETTING_PREFIX))
+        for splits, (kind, method) in itertools.product(combinations, references.ROW_METHOD.items()):
+            entry: dict[str, Any] = dict(zip(KEY_COLUMNS, (method, "", dataset, *splits), strict=True))
+            entry["config_hash"] = ""
+            for (setting, prefix), split in zip(SETTING_PREFIX.items(), splits, strict=True):
+                where = (kind, dataset, setting, split)
+                values = found.values.get(where, {})
+                entry[f"{prefix}_n"] = found.counts.get(where, 0)
+                for metric in HEADLINE_METRICS:
+                    entry[f"{prefix}_{metric}_sem"] = math.nan
+                for metric in (*HEADLINE_METRICS, *OTHER_METRICS):
+                    entry[f"{prefix}_{metric}"] = values.get(metric, math.nan)
+            entry.update({column: math.nan for column in PAPER_COLUMNS})
+            if any(entry[f"{prefix}_n"] for prefix in SETTING_PREFIX.values()):
+                entries.append(entry)
+    return entries
+
+
+def _paper_by_method(paper: pd.DataFrame | None) -> dict[str, dict[str, float]]:
+    if paper is None:
+        return {}
+    return {
+        str(entry["method"]): {c: float(entry[c]) for c in PAPER_COLUMNS}
+        for entry in paper.to_dict("records")
+    }
+
+
+def table_of(selection: Selection, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The leaderboard of a selection: columns :data:`COLUMNS`, sorted by dataset, then method rows by
+    ``zs_map@200`` descending, then the ``(chance)`` and ``(ceiling)`` rows of the dataset."""
+    paper_by_method = _paper_by_method(paper)
+    method_rows = [entry for row in selection.rows for entry in _method_rows(row, paper_by_method)]
+    rows = method_rows + _reference_rows(selection.rows, references.collect(selection.rows))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     for column in COLUMNS:
-        if column in KEY_COLUMNS:
+        if column in TEXT_COLUMNS:
             table[column] = table[column].astype(object)
         elif column in COUNT_COLUMNS:
             table[column] = table[column].astype("int64")
         else:
             table[column] = table[column].astype("float64")
+    table["_order"] = [ROW_ORDER.get(method, 0) for method in table["method"]]
     ascending = [column != "zs_map@200" for column in SORT_COLUMNS]
     table = table.sort_values(list(SORT_COLUMNS), ascending=ascending, na_position="last", kind="mergesort")
-    return table.reset_index(drop=True)
+    return table.drop(columns="_order").reset_index(drop=True)
+
+
+def build_table(records: list[RunRecord], paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The leaderboard of ``records`` (:func:`table_of` of :func:`~sbir_bench.leaderboard.select.select`).
+
+    ``paper`` (see :func:`load_paper_results`) fills the ``paper_*`` columns of Sketchy rows; None leaves
+    them empty.
+    """
+    return table_of(select(records), paper)
 
 
 def format_csv(table: pd.DataFrame) -> str:
@@ -173,34 +190,54 @@ def format_csv(table: pd.DataFrame) -> str:
 _MARKDOWN_HEADER = """# sbir_bench leaderboard
 
 Generated from the run records in `leaderboard/results/` by `sbir-bench leaderboard` (`make leaderboard`);
-do not edit by hand. Columns: `leaderboard/README.md`; metric definitions: the suite's metrics spec.
+do not edit by hand. Columns and row rules: `leaderboard/README.md`; metric definitions: the README's metric
+table and `sbir_bench/evaluation/metrics.py`.
 
-- Cells: mean ± standard error of the mean over seeds (number of seeds); `–`: no result.
+- Cells: mean ± standard error of the mean over seeds (number of seeds); `–`: no result. A column without
+  any result in a dataset's table is left out of it.
+- A row is one configuration: `variant` `default` (or an experiment's `paper`) is the registered config,
+  `custom-<hash>` or a user's name any other; `config` is its config hash.
+- **trad**: traditional (category-level) setting; **zs**: zero-shot (unseen classes, gallery of the unseen
+  classes); **gzs**: generalised zero-shot (unseen-class sketches, gallery of every class).
+- **(chance)**: the expected value under a uniformly random ranking of the same gallery; **(ceiling)**: the
+  best value the gallery allows. Both come from the records (number of records in brackets) and close each
+  dataset's table; they are not methods.
 - **P@200** (`p@200`): hits in the top 200 / 200. **P@100** (`p@100`): the same at 100.
 - **mAP@200** (`map@200`): Σ P(k) over relevant ranks k ≤ 200, divided by the hits in the top 200.
 - **mAP@200 (Y)** (`map@200_yelamarthi`): the same sum divided by 200 (the ZS-SBIR code's convention).
 - **mAP@all** (`map@all`): non-interpolated average precision over the whole ranking.
-- **trad**: traditional (category-level) setting; **zs**: zero-shot (unseen classes).
+- **mAP@all (VOC)** (`map@all_voc`), **mAP@200 (VOC)** (`map@200_voc`), **P@200 (min R)** (`p@200_minr`):
+  the interpolated conventions of the SAKE / ZSE-SBIR evaluation code, under their own names.
 - **paper** columns (Sketchy rows only) quote the numbers printed by Yelamarthi et al. (ECCV'18), Sketchy,
   104/21 zero-shot split. Their mAP is the `map@200_yelamarthi` convention: compare it with the
   mAP@200 (Y) columns, not with mAP@200.
 """
 
+_METRIC_TITLES = {
+    "p@200": "P@200",
+    "map@200": "mAP@200",
+    "p@100": "P@100",
+    "map@200_yelamarthi": "mAP@200 (Y)",
+    "map@all": "mAP@all",
+    "map@all_voc": "mAP@all (VOC)",
+    "map@200_voc": "mAP@200 (VOC)",
+    "p@200_minr": "P@200 (min R)",
+}
 _MARKDOWN_COLUMNS = (
     ("method", "method"),
     ("variant", "variant"),
-    ("trad split", "trad_split"),
-    ("zs split", "zs_split"),
-    ("trad P@200", "trad_p@200"),
-    ("trad mAP@200", "trad_map@200"),
-    ("zs P@200", "zs_p@200"),
-    ("zs mAP@200", "zs_map@200"),
-    ("trad P@100", "trad_p@100"),
-    ("trad mAP@200 (Y)", "trad_map@200_yelamarthi"),
-    ("trad mAP@all", "trad_map@all"),
-    ("zs P@100", "zs_p@100"),
-    ("zs mAP@200 (Y)", "zs_map@200_yelamarthi"),
-    ("zs mAP@all", "zs_map@all"),
+    *((f"{prefix} split", f"{prefix}_split") for prefix in SETTING_PREFIX.values()),
+    ("config", "config_hash"),
+    *(
+        (f"{prefix} {_METRIC_TITLES[metric]}", f"{prefix}_{metric}")
+        for prefix in SETTING_PREFIX.values()
+        for metric in HEADLINE_METRICS
+    ),
+    *(
+        (f"{prefix} {_METRIC_TITLES[metric]}", f"{prefix}_{metric}")
+        for prefix in SETTING_PREFIX.values()
+        for metric in OTHER_METRICS
+    ),
 )
 _MARKDOWN_PAPER_COLUMNS = (
     ("paper trad P@200", "paper_trad_p@200"),
@@ -208,6 +245,7 @@ _MARKDOWN_PAPER_COLUMNS = (
     ("paper trad mAP@200 (Y)", "paper_trad_map@200_yelamarthi"),
     ("paper zs mAP@200 (Y)", "paper_zs_map@200_yelamarthi"),
 )
+_ALWAYS_SHOWN = ("method", "variant")
 
 
 def _markdown_cell(row: pd.Series, column: str) -> str:
@@ -228,19 +266,28 @@ def _markdown_cell(row: pd.Series, column: str) -> str:
 
 
 def format_markdown(table: pd.DataFrame) -> str:
-    """A readable Markdown page: the header explaining every metric, then one table per dataset."""
+    """A readable Markdown page: the header explaining every metric, then one table per dataset (its
+    method rows, then its chance and ceiling rows), without the columns that are empty in that table."""
     parts = [_MARKDOWN_HEADER]
     if table.empty:
         parts.append("\nNo results yet.\n")
     for dataset, rows in table.groupby("dataset", sort=True):
-        columns = _MARKDOWN_COLUMNS + (_MARKDOWN_PAPER_COLUMNS if is_sketchy(str(dataset)) else ())
+        candidates = _MARKDOWN_COLUMNS + (_MARKDOWN_PAPER_COLUMNS if is_sketchy(str(dataset)) else ())
+        cells = {
+            column: [_markdown_cell(row, column) for _, row in rows.iterrows()] for _, column in candidates
+        }
+        columns = [
+            (title, column)
+            for title, column in candidates
+            if column in _ALWAYS_SHOWN or any(cell != "–" for cell in cells[column])
+        ]
         lines = [
             f"\n## {dataset}\n",
             "| " + " | ".join(title for title, _ in columns) + " |",
             "|" + "---|" * len(columns),
         ]
-        for _, row in rows.iterrows():
-            lines.append("| " + " | ".join(_markdown_cell(row, column) for _, column in columns) + " |")
+        for index in range(len(rows)):
+            lines.append("| " + " | ".join(cells[column][index] for _, column in columns) + " |")
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)
 
@@ -287,14 +334,42 @@ def changed_rows(previous_csv: str, table: pd.DataFrame) -> list[dict[str, str]]
     return changes
 
 
-def rebuild(
+@dataclass(frozen=True)
+class Rebuilt:
+    """What a rebuild wrote and why: the table, its changed rows, the records used and set aside, and
+    notes on reference values the records disagree on."""
+
+    table: pd.DataFrame
+    changes: list[dict[str, str]]
+    selection: Selection
+    notes: tuple[str, ...]
+    unreadable: tuple[SetAside, ...]  # the record files that could not be read (also in selection)
+
+
+def rebuild_leaderboard(
     results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], strict: bool = False
-) -> tuple[pd.DataFrame, list[dict[str, str]]]:
-    """Read every record (unreadable ones warned about and skipped unless ``strict``), build the table with
-    the paper columns, write both files and return the table with the rows that changed
-    (:func:`changed_rows`) against the previous ``leaderboard.csv``."""
-    table = build_table(read_records(results_dir, strict=strict), load_paper_results())
+) -> Rebuilt:
+    """Read every record, build the table with the paper columns and write both files. Unreadable and
+    outdated record files raise with ``strict``; otherwise they are set aside with their reason."""
+    root = Path(results_dir)
+    records, problems = scan_records(root)
+    if strict and problems:
+        raise problems[0]
+    unread = [SetAside(problem.path.relative_to(root).as_posix(), problem.reason) for problem in problems]
+    selection = select(records, unread)
+    table = table_of(selection, load_paper_results())
     previous = Path(out_dir) / CSV_NAME
     changes = changed_rows(previous.read_text(encoding="utf-8") if previous.is_file() else "", table)
     write_leaderboard(table, out_dir)
-    return table, changes
+    return Rebuilt(table, changes, selection, references.collect(selection.rows).notes, tuple(unread))
+
+
+def rebuild(
+    results_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], strict: bool = False
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """:func:`rebuild_leaderboard`, returning the table and its changed rows (:func:`changed_rows`);
+    record files that cannot be read raise with ``strict``, else each is warned about."""
+    rebuilt = rebuild_leaderboard(results_dir, out_dir, strict=strict)
+    for item in rebuilt.unreadable:
+        warnings.warn(f"skipping {item.file}: {item.reason}", stacklevel=2)
+    return rebuilt.table, rebuilt.changes

@@ -27,9 +27,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-SCHEMA_VERSION = 1
+# 2: registered_variant / registered_hash (which registered configuration a run's variant is measured
+# against); variant left out of config_hash; setting "gzs".
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "error")
-SETTINGS = ("traditional", "zeroshot", "fine_grained")
+SETTINGS = ("traditional", "zeroshot", "gzs", "fine_grained")
 VERSIONED_PACKAGES = ("torch", "lightning", "timm", "numpy", "sbir_bench")
 # Method, variant, dataset, split and run id become path components: keep them to plain names.
 _PATH_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -45,6 +47,11 @@ class RecordError(ValueError):
     def __init__(self, path: Path, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
+        self.reason = message
+
+
+class OutdatedRecordError(RecordError):
+    """A record written by older code (an earlier ``schema_version``): valid then, not read now."""
 
 
 @dataclass
@@ -52,16 +59,18 @@ class RunRecord:
     """The result of one run: one method variant, on one split of one dataset, with one seed."""
 
     method: str
-    variant: str  # config label, e.g. "default" or "paper"
+    variant: str  # config label: "default", "paper", "custom-<config_hash>" or a user's name
     dataset: str
-    split: str  # e.g. "zeroshot", "traditional", "zeroshot_yelamarthi"
-    setting: str  # "traditional" | "zeroshot" | "fine_grained"
+    split: str  # e.g. "zeroshot", "traditional", "zeroshot_yelamarthi", "gzs"
+    setting: str  # "traditional" | "zeroshot" | "gzs" | "fine_grained"
     seed: int
     status: str  # "ok" | "error"
     metrics: dict[str, float]
     counts: dict[str, int]
     config: dict[str, Any]
     config_hash: str
+    registered_variant: str  # label of the registered configuration the run was composed from
+    registered_hash: str  # its config hash (equal to config_hash when the run is that configuration)
     commit: str
     versions: dict[str, str]
     hardware: dict[str, Any]
@@ -113,11 +122,11 @@ class RunRecord:
 
 def validate_record(record: RunRecord) -> None:
     """Raise ValueError naming the first invalid field: types, known status/setting, finite numbers."""
-    for name in ("method", "variant", "dataset", "split", "run_id"):
+    for name in ("method", "variant", "dataset", "split", "run_id", "registered_variant"):
         value = getattr(record, name)
         if not isinstance(value, str) or not _PATH_SAFE.match(value):
             raise ValueError(f"field '{name}': {value!r} must be a plain name matching {_PATH_SAFE.pattern}")
-    for name in ("config_hash", "commit"):
+    for name in ("config_hash", "registered_hash", "commit"):
         value = getattr(record, name)
         if not isinstance(value, str) or not value:
             raise ValueError(f"field '{name}': must be a non-empty string, got {value!r}")
@@ -307,13 +316,44 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def read_record(path: str | os.PathLike[str]) -> RunRecord:
-    """Read and validate one record file; raise RecordError naming the file."""
+    """Read and validate one record file; raise RecordError naming the file (OutdatedRecordError for a
+    record of an earlier schema version)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return RunRecord.from_dict(data)
-    except (OSError, ValueError, TypeError) as error:
+    except (OSError, ValueError) as error:
         raise RecordError(path, f"invalid run record: {error}") from error
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and 0 < version < SCHEMA_VERSION:
+        raise OutdatedRecordError(
+            path,
+            f"outdated run record: schema_version {version} (this code reads {SCHEMA_VERSION}); "
+            "measure it again with `make bench`",
+        )
+    try:
+        return RunRecord.from_dict(data)
+    except (ValueError, TypeError) as error:
+        raise RecordError(path, f"invalid run record: {error}") from error
+
+
+def scan_records(results_dir: str | os.PathLike[str]) -> tuple[list[RunRecord], list[RecordError]]:
+    """Every valid record under ``results_dir`` in path order, and an error for every other record file
+    (unparsable, invalid, outdated, or lying outside its record's own path)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results folder {root} does not exist")
+    records, problems = [], []
+    for path in sorted(root.rglob(f"*{_RECORD_SUFFIX}")):
+        try:
+            record = read_record(path)
+            expected = record_path(record, root)
+            if path != expected:
+                raise RecordError(path, f"record belongs at {expected.relative_to(root)} (moved or renamed?)")
+        except RecordError as error:
+            problems.append(error)
+            continue
+        records.append(record)
+    return records, problems
 
 
 def read_records(results_dir: str | os.PathLike[str], strict: bool = True) -> list[RunRecord]:
@@ -322,22 +362,11 @@ def read_records(results_dir: str | os.PathLike[str], strict: bool = True) -> li
     A file that cannot be parsed, fails validation or lies outside its record's own path raises
     RecordError naming it; with ``strict=False`` it is reported with a warning and left out instead.
     """
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"results folder {root} does not exist")
-    records = []
-    for path in sorted(root.rglob(f"*{_RECORD_SUFFIX}")):
-        try:
-            record = read_record(path)
-            expected = record_path(record, root)
-            if path != expected:
-                raise RecordError(path, f"record belongs at {expected.relative_to(root)} (moved or renamed?)")
-        except RecordError as error:
-            if strict:
-                raise
-            warnings.warn(f"skipping {error}", stacklevel=2)
-            continue
-        records.append(record)
+    records, problems = scan_records(results_dir)
+    if problems and strict:
+        raise problems[0]
+    for problem in problems:
+        warnings.warn(f"skipping {problem}", stacklevel=2)
     return records
 
 
@@ -346,7 +375,8 @@ def find_record(
 ) -> RunRecord | None:
     """The latest record with status ``ok`` and this identity, or None (reruns skip finished runs).
 
-    Only the files that can hold this identity (its folder and ``<variant>-seed<seed>-`` prefix) are read.
+    Only the files that can hold this identity (its folder and ``<variant>-seed<seed>-`` prefix) are read;
+    records of an earlier schema version never match (their runs are measured again).
     """
     method, variant, dataset, split, seed, _ = identity
     folder = Path(results_dir) / dataset / split / method
@@ -356,6 +386,8 @@ def find_record(
     for path in sorted(folder.glob(f"{variant}-seed{seed}-*{_RECORD_SUFFIX}")):
         try:
             record = read_record(path)
+        except OutdatedRecordError:
+            continue
         except RecordError as error:
             if strict:
                 raise

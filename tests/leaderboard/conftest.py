@@ -26,6 +26,8 @@ def record(**overrides: Any) -> RunRecord:
         counts={"n_queries": 120, "n_gallery": 384},
         config={"method": {"name": "cvae", "kwargs": {"lr": 2e-4, "betas": [0.5, 0.999]}}},
         config_hash="0123456789",
+        registered_variant="default",
+        registered_hash="0123456789",
         commit="ed93ef87cfed83a3f9da90566340956e4bfc962d",
         versions={"python": "3.11.7", "torch": "2.14.1"},
         hardware={"cpu_count": 2, "cuda_devices": []},

@@ -1,8 +1,13 @@
-"""Leaderboard builder: golden files, mean ± SEM, latest record wins, exclusions, paper columns, changes."""
+"""Leaderboard builder: golden files, mean ± SEM, latest record wins, exclusions, paper columns, changes.
+
+The golden files are written by this module's code, never by hand:
+``.venv/bin/python -m tests.leaderboard.test_build`` rewrites them from :func:`golden_records`.
+"""
 
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +16,7 @@ import pytest
 from sbir_bench.leaderboard.build import (
     COLUMNS,
     PAPER_COLUMNS,
+    TEXT_COLUMNS,
     build_table,
     changed_rows,
     format_csv,
@@ -19,6 +25,7 @@ from sbir_bench.leaderboard.build import (
     write_leaderboard,
 )
 from sbir_bench.leaderboard.record import RunRecord, write_record
+from sbir_bench.leaderboard.select import select
 
 from .conftest import record
 
@@ -30,8 +37,20 @@ def scores(p200: float, map200: float, yelamarthi: float, p100: float, map_all: 
     return dict(zip(names, (p200, map200, yelamarthi, p100, map_all), strict=True))
 
 
+def with_references(metrics: dict[str, float], chance: float, ceiling: float) -> dict[str, float]:
+    """``metrics`` plus the ``chance/`` and ``ceiling/`` values a test run records for each of them."""
+    return {
+        **metrics,
+        **{f"chance/{name}": chance for name in metrics},
+        **{f"ceiling/{name}": ceiling for name in metrics},
+    }
+
+
+SETTING_OF = {"traditional": "traditional", "zeroshot": "zeroshot", "gzs": "gzs"}
+
+
 def run(index: int, method: str, dataset: str, split: str, seed: int, metrics: dict, **extra) -> RunRecord:
-    setting = "traditional" if split.startswith("traditional") else "zeroshot"
+    setting = next(s for prefix, s in SETTING_OF.items() if split.startswith(prefix))
     return record(
         method=method,
         dataset=dataset,
@@ -39,14 +58,22 @@ def run(index: int, method: str, dataset: str, split: str, seed: int, metrics: d
         setting=setting,
         seed=seed,
         metrics=metrics,
-        created_at=f"2025-01-{index + 1:02d}T00:00:00+00:00",
-        run_id=f"202501{index + 1:02d}T000000000000Z-{index:08x}",
-        **extra,
+        **{
+            "created_at": f"2025-01-{index + 1:02d}T00:00:00+00:00",
+            "run_id": f"202501{index + 1:02d}T000000000000Z-{index:08x}",
+            **extra,
+        },
     )
 
 
+CUSTOM = {"variant": "custom-abcdef0123", "config_hash": "abcdef0123"}
+
+
 def golden_records() -> list[RunRecord]:
-    """Two datasets, methods, variants and seeds; a rerun, a failed run and a method without paper row."""
+    """Two datasets, methods, variants and seeds; a rerun, a failed run, a method without paper row; gzs,
+    chance/ceiling values and the interpolated metrics on synthetic; a custom variant, a superseded
+    configuration and a mislabelled record."""
+    trad_refs, zs_refs, gzs_refs = (0.05, 0.9), (0.17, 0.32), (0.03, 0.32)
     return [
         # sketchy: cvae, 3 zero-shot seeds and 2 traditional ones
         run(0, "cvae", "sketchy", "zeroshot_yelamarthi", 0, scores(0.30, 0.40, 0.20, 0.35, 0.10)),
@@ -61,19 +88,121 @@ def golden_records() -> list[RunRecord]:
         # baseline: one zero-shot seed; gdh: no paper row
         run(7, "baseline", "sketchy", "zeroshot_yelamarthi", 0, scores(0.11, 0.25, 0.05, 0.12, 0.04)),
         run(8, "gdh", "sketchy", "zeroshot_yelamarthi", 0, scores(0.20, 0.45, 0.12, 0.22, 0.08)),
-        # synthetic: no paper columns; the paper variant of cvae is its own row
-        run(9, "cvae", "synthetic", "zeroshot", 0, scores(0.50, 0.60, 0.40, 0.55, 0.30)),
-        run(10, "cvae", "synthetic", "zeroshot", 1, scores(0.52, 0.61, 0.42, 0.57, 0.31)),
-        run(11, "cvae", "synthetic", "traditional", 0, scores(0.90, 0.95, 0.85, 0.92, 0.80)),
-        run(12, "cvae", "synthetic", "zeroshot", 0, scores(0.55, 0.65, 0.45, 0.58, 0.33), variant="paper"),
-        run(13, "baseline", "synthetic", "zeroshot", 0, scores(0.25, 0.70, 0.10, 0.30, 0.15)),
-        run(14, "baseline", "synthetic", "traditional", 0, scores(0.60, 0.75, 0.45, 0.65, 0.35)),
+        # synthetic: no paper columns; chance and ceiling values; the paper variant of cvae is its own row
+        run(
+            9,
+            "cvae",
+            "synthetic",
+            "zeroshot",
+            0,
+            with_references(scores(0.50, 0.60, 0.40, 0.55, 0.30), *zs_refs),
+        ),
+        run(
+            10,
+            "cvae",
+            "synthetic",
+            "zeroshot",
+            1,
+            with_references(scores(0.52, 0.61, 0.42, 0.57, 0.31), *zs_refs),
+        ),
+        run(
+            11,
+            "cvae",
+            "synthetic",
+            "traditional",
+            0,
+            with_references(scores(0.90, 0.95, 0.85, 0.92, 0.80), *trad_refs),
+        ),
+        run(
+            12,
+            "cvae",
+            "synthetic",
+            "zeroshot",
+            0,
+            scores(0.55, 0.65, 0.45, 0.58, 0.33),
+            variant="paper",
+            config_hash="9999999999",
+            registered_variant="paper",
+            registered_hash="9999999999",
+        ),
+        run(
+            13,
+            "baseline",
+            "synthetic",
+            "zeroshot",
+            0,
+            with_references(scores(0.25, 0.70, 0.10, 0.30, 0.15), *zs_refs),
+        ),
+        run(
+            14,
+            "baseline",
+            "synthetic",
+            "traditional",
+            0,
+            with_references(scores(0.60, 0.75, 0.45, 0.65, 0.35), *trad_refs),
+        ),
+        # generalised zero-shot, with the interpolated conventions of the SAKE / ZSE-SBIR code
+        run(
+            15,
+            "cvae",
+            "synthetic",
+            "gzs",
+            0,
+            with_references(
+                {
+                    **scores(0.20, 0.30, 0.10, 0.25, 0.12),
+                    "map@all_voc": 0.14,
+                    "map@200_voc": 0.33,
+                    "p@200_minr": 0.31,
+                },
+                *gzs_refs,
+            ),
+        ),
+        # cvae with another configuration (method.max_epochs=2): a row of its own, never merged into default
+        run(
+            16,
+            "cvae",
+            "synthetic",
+            "zeroshot",
+            0,
+            with_references(scores(0.70, 0.80, 0.60, 0.75, 0.50), *zs_refs),
+            **CUSTOM,
+        ),
+        # baseline's configuration changed: the older zero-shot record of seed 1 is superseded
+        run(
+            17,
+            "baseline",
+            "synthetic",
+            "zeroshot",
+            1,
+            scores(0.99, 0.99, 0.99, 0.99, 0.99),
+            config_hash="0000000000",
+            registered_hash="0000000000",
+            created_at="2024-12-01T00:00:00+00:00",
+        ),
+        # labelled default although its configuration is not the registered one (written by hand)
+        run(
+            18,
+            "cvae",
+            "synthetic",
+            "traditional",
+            1,
+            scores(0.01, 0.01, 0.01, 0.01, 0.01),
+            config_hash="fedcba9876",
+        ),
     ]
 
 
 def write_all(records: list[RunRecord], results: Path) -> None:
     for item in records:
         write_record(item, results)
+
+
+def regenerate_golden() -> None:
+    """Rewrite the golden files from :func:`golden_records` (after a deliberate change of the format)."""
+    with tempfile.TemporaryDirectory() as folder:
+        write_all(golden_records(), Path(folder) / "results")
+        rebuild(Path(folder) / "results", GOLDEN)
 
 
 def test_rebuild_matches_the_golden_files(tmp_path):
@@ -93,15 +222,33 @@ def test_golden_row_order_and_hand_checked_values():
         ("sketchy", "gdh", "default"),  # zs map@200 0.45
         ("sketchy", "cvae", "default"),  # (0.38 + 0.42 + 0.47) / 3 = 0.4233
         ("sketchy", "baseline", "default"),  # 0.25
+        ("synthetic", "cvae", "custom-abcdef0123"),  # 0.80: its own row, above, never merged into default
         ("synthetic", "baseline", "default"),  # 0.70
         ("synthetic", "cvae", "paper"),  # 0.65
         ("synthetic", "cvae", "default"),  # 0.605
+        ("synthetic", "(chance)", ""),  # below every method although the custom row's numbers are higher
+        ("synthetic", "(ceiling)", ""),
     ]
     cvae = table.iloc[1]
     assert cvae["zs_n"] == 3 and cvae["trad_n"] == 2, "the failed seed is left out, the rerun counted once"
     assert cvae["zs_p@200"] == pytest.approx((0.27 + 0.33 + 0.36) / 3), "the rerun replaces the first run"
     assert cvae["paper_zs_p@200"] == 0.333 and cvae["paper_zs_map@200_yelamarthi"] == 0.225
     assert math.isnan(cvae["paper_trad_p@200"]), "the paper has no traditional CVAE number"
+    synthetic = table[(table["method"] == "cvae") & (table["dataset"] == "synthetic")].set_index("variant")
+    assert synthetic.loc["default", "trad_n"] == 1, "the mislabelled seed-1 record is left out"
+    assert synthetic.loc["default", "trad_p@200"] == pytest.approx(0.90)
+    assert synthetic.loc["default", "gzs_split"] == "gzs" and synthetic.loc["default", "gzs_n"] == 1
+    assert synthetic.loc["default", "gzs_map@200_voc"] == pytest.approx(0.33)
+    assert synthetic.loc["default", "gzs_p@200_minr"] == pytest.approx(0.31)
+    assert math.isnan(synthetic.loc["default", "zs_map@all_voc"]), "a metric no record has: empty"
+    baseline = table[(table["method"] == "baseline") & (table["dataset"] == "synthetic")].iloc[0]
+    assert baseline["zs_n"] == 1 and baseline["zs_p@200"] == pytest.approx(0.25), "0.99 is superseded"
+    chance = table[table["method"] == "(chance)"].iloc[0]
+    assert (chance["trad_p@200"], chance["zs_p@200"], chance["gzs_map@200"]) == pytest.approx(
+        (0.05, 0.17, 0.03)
+    )
+    assert (chance["trad_n"], chance["zs_n"], chance["gzs_n"]) == (2, 4, 1), "records carrying the values"
+    assert math.isnan(chance["zs_p@200_sem"]) and chance["variant"] == "" and chance["config_hash"] == ""
 
 
 def test_mean_and_standard_error_by_hand(make_record):
@@ -119,7 +266,7 @@ def test_mean_and_standard_error_by_hand(make_record):
     assert (
         format_csv(build_table(records))
         .splitlines()[1]
-        .startswith("cvae,default,synthetic,,zeroshot,,,,,0,0.2500,0.0289,0.5000,0.0000,3,")
+        .startswith("cvae,default,synthetic,,zeroshot,,0123456789,,,,,0,0.2500,0.0289,0.5000,0.0000,3,")
     )
     single = build_table(records[:1]).iloc[0]
     assert single["zs_n"] == 1 and math.isnan(single["zs_p@200_sem"]), "no standard error from one seed"
@@ -134,12 +281,16 @@ def test_latest_record_wins_by_time_then_run_id(make_record):
     assert row["zs_p@200"] == pytest.approx(0.5) and row["zs_n"] == 1
 
 
-def test_older_configurations_are_left_out_with_a_warning(make_record):
-    old = make_record(seed=1, config_hash="oldoldold0", metrics={"p@200": 0.9}, run_id="a")
-    new = make_record(config_hash="newnewnew0", created_at="2025-02-01T00:00:00+00:00", run_id="b")
-    with pytest.warns(UserWarning, match="oldoldold0"):
-        row = build_table([old, new]).iloc[0]
-    assert row["zs_n"] == 1 and row["zs_p@200"] == pytest.approx(0.3)
+def test_older_configurations_of_a_variant_are_superseded(make_record):
+    old = make_record(seed=1, config_hash="oldoldold0", registered_hash="oldoldold0", metrics={"p@200": 0.9})
+    new = make_record(
+        config_hash="newnewnew0", registered_hash="newnewnew0", created_at="2025-02-01T00:00:00+00:00"
+    )
+    row = build_table([old, new]).iloc[0]
+    assert row["zs_n"] == 1 and row["zs_p@200"] == pytest.approx(0.3) and row["config_hash"] == "newnewnew0"
+    (aside,) = select([old, new]).set_aside
+    assert aside.file.endswith(f"default-seed1-{old.run_id}.json")
+    assert aside.reason.startswith("superseded: config oldoldold0") and "newnewnew0" in aside.reason
 
 
 def test_error_records_never_count(make_record):
@@ -167,7 +318,7 @@ def test_paper_columns_only_on_sketchy_rows(make_record):
 
 
 def test_paper_results_match_the_reference_table():
-    # methods-image.md, "Reference numbers": P@200 trad, P@200 zs, mAP@200 trad, mAP@200 zs ("–" = None).
+    # Yelamarthi et al., ECCV'18, Tables 2/3: P@200 trad, P@200 zs, mAP@200 trad, mAP@200 zs ("–" = None).
     expected = {
         "baseline": (None, 0.106, None, 0.054),
         "siamese1": (None, 0.243, None, 0.134),
@@ -246,36 +397,20 @@ def test_written_csv_reads_back_with_the_same_numbers(tmp_path):
     csv_path, md_path = write_leaderboard(table, tmp_path / "new" / "dir")
     back = pd.read_csv(csv_path)
     assert list(back.columns) == list(COLUMNS)
-    numeric = [c for c in COLUMNS if c not in ("method", "variant", "dataset", "trad_split", "zs_split")]
+    numeric = [c for c in COLUMNS if c not in TEXT_COLUMNS]
     assert ((back[numeric] - table[numeric]).abs().fillna(0) <= 5e-5).all().all()
     assert md_path.read_text().count("\n## ") == 2
 
 
-def test_fine_grained_records_stay_out_of_the_category_level_table(tmp_path):
-    from sbir_bench.leaderboard.build import build_table
-    from sbir_bench.leaderboard.record import RunRecord
+def test_fine_grained_records_stay_out_of_the_category_level_table(make_record):
+    records = [
+        make_record(dataset="synthetic", run_id="a"),
+        make_record(dataset="qmul_shoe", split="fine_grained", setting="fine_grained", run_id="b"),
+    ]
+    assert list(build_table(records)["dataset"]) == ["synthetic"]
+    (aside,) = select(records).set_aside
+    assert aside.file.startswith("qmul_shoe/") and "not tabled" in aside.reason
 
-    def record(setting: str, split: str) -> RunRecord:
-        return RunRecord(
-            method="baseline",
-            variant="default",
-            dataset="qmul_shoe" if setting == "fine_grained" else "synthetic",
-            split=split,
-            setting=setting,
-            seed=0,
-            status="ok",
-            metrics={"p@200": 0.5, "map@200": 0.5},
-            counts={},
-            config={},
-            config_hash="abc",
-            commit="",
-            versions={},
-            hardware={},
-            train_seconds=0.0,
-            eval_seconds=0.0,
-            created_at="2026-11-23T00:00:00+00:00",
-            run_id=f"r-{split}",
-        )
 
-    table = build_table([record("zeroshot", "zeroshot"), record("fine_grained", "fine_grained")])
-    assert list(table["dataset"]) == ["synthetic"]
+if __name__ == "__main__":
+    regenerate_golden()
