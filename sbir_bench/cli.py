@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,20 +58,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sbir_bench.evaluation.engine import DEFAULT_METRICS
-    from sbir_bench.evaluation.io import evaluate_files
+    from sbir_bench.evaluation.io import evaluate_files, json_ready
     from sbir_bench.leaderboard.record import atomic_write_json
 
     metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
     result = evaluate_files(args.queries, args.gallery, metrics=metrics, distance=args.distance)
     width = max(len(k) for k in result)
     for key, value in result.items():
-        print(f"{key:<{width}}  {value:.4f}" if not key.startswith("n_") else f"{key:<{width}}  {int(value)}")
+        shown = "undefined (no query has a relevant item)" if value != value else f"{value:.4f}"
+        print(f"{key:<{width}}  {shown}" if not key.startswith("n_") else f"{key:<{width}}  {int(value)}")
     if args.out:
         payload = {
             "queries": str(args.queries),
             "gallery": str(args.gallery),
             "distance": args.distance,
-            **result,
+            **json_ready(result, metrics),
         }
         atomic_write_json(Path(args.out), payload)
         print(f"wrote {args.out}")
@@ -78,11 +80,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from sbir_bench.leaderboard.build import rebuild
+    import pandas as pd
 
-    table, changed = rebuild(Path(args.results), Path(args.out))
-    print(f"{len(table)} row(s) -> {Path(args.out) / 'leaderboard.csv'}, {Path(args.out) / 'leaderboard.md'}")
-    print(f"{len(changed)} row(s) changed")
+    from sbir_bench.leaderboard.build import rebuild_leaderboard
+    from sbir_bench.leaderboard.select import describe
+
+    rebuilt = rebuild_leaderboard(Path(args.results), Path(args.out))
+    for line in describe(rebuilt.selection):  # which records each row used, which were set aside and why
+        print(line)
+    for note in rebuilt.notes:
+        print(f"note: {note}")
+    out = Path(args.out)
+    print(f"{len(rebuilt.table)} row(s) -> {out / 'leaderboard.csv'}, {out / 'leaderboard.md'}")
+    print(f"{len(rebuilt.changes)} row(s) changed")
+    if rebuilt.changes:
+        print(pd.DataFrame(rebuilt.changes).to_string(index=False))
     return 0
 
 
@@ -182,6 +194,7 @@ def cmd_data_summary(args: argparse.Namespace) -> int:
     if args.json:
         for name, table in literature.items():
             summary["splits"][name]["literature"] = json.loads(table.to_json(orient="index"))
+            summary["splits"][name]["literature_source"] = table.attrs.get("source", "")
         print(json.dumps(summary, indent=2))
         return 0
     records = ", ".join(f"{n} {_DOMAIN_PLURALS[domain]}" for domain, n in summary["records"].items())
@@ -189,6 +202,8 @@ def cmd_data_summary(args: argparse.Namespace) -> int:
     print(pd.DataFrame(rows).to_string(index=False))
     for name, table in literature.items():
         print(f"\n{name}: counts beside the literature's")
+        if table.attrs.get("source"):
+            print(textwrap.fill(f"source: {table.attrs['source']}", width=110, subsequent_indent="  "))
         print(table.to_string())
     return 0
 
@@ -229,7 +244,12 @@ def parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--queries", required=True, type=Path)
     evaluate.add_argument("--gallery", required=True, type=Path)
-    evaluate.add_argument("--metric", action="append", help="repeatable; default: the leaderboard metrics")
+    evaluate.add_argument(
+        "--metric",
+        action="append",
+        help="repeatable: p@K, p@K_minr, map@K, map@K_yelamarthi, map@K_voc, map@all, map@all_voc "
+        "(default: the leaderboard metrics)",
+    )
     evaluate.add_argument("--distance", default="cosine", choices=("cosine", "euclidean", "hamming"))
     evaluate.add_argument("--out", type=Path, help="write the metrics as JSON here")
     evaluate.set_defaults(func=cmd_evaluate)
