@@ -58,21 +58,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sbir_bench.evaluation.engine import DEFAULT_METRICS
-    from sbir_bench.evaluation.io import evaluate_files, json_ready
+    from sbir_bench.evaluation.io import evaluate_files
     from sbir_bench.leaderboard.record import atomic_write_json
 
     metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
     result = evaluate_files(args.queries, args.gallery, metrics=metrics, distance=args.distance)
     width = max(len(k) for k in result)
     for key, value in result.items():
-        shown = "undefined (no query has a relevant item)" if value != value else f"{value:.4f}"
-        print(f"{key:<{width}}  {shown}" if not key.startswith("n_") else f"{key:<{width}}  {int(value)}")
+        print(f"{key:<{width}}  {value:.4f}" if not key.startswith("n_") else f"{key:<{width}}  {int(value)}")
     if args.out:
         payload = {
             "queries": str(args.queries),
             "gallery": str(args.gallery),
             "distance": args.distance,
-            **json_ready(result, metrics),
+            **result,
         }
         atomic_write_json(Path(args.out), payload)
         print(f"wrote {args.out}")
@@ -80,21 +79,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from sbir_bench.leaderboard.build import rebuild
 
-    from sbir_bench.leaderboard.build import rebuild_leaderboard
-    from sbir_bench.leaderboard.select import describe
-
-    rebuilt = rebuild_leaderboard(Path(args.results), Path(args.out))
-    for line in describe(rebuilt.selection):  # which records each row used, which were set aside and why
-        print(line)
-    for note in rebuilt.notes:
-        print(f"note: {note}")
-    out = Path(args.out)
-    print(f"{len(rebuilt.table)} row(s) -> {out / 'leaderboard.csv'}, {out / 'leaderboard.md'}")
-    print(f"{len(rebuilt.changes)} row(s) changed")
-    if rebuilt.changes:
-        print(pd.DataFrame(rebuilt.changes).to_string(index=False))
+    table, changed = rebuild(Path(args.results), Path(args.out))
+    print(f"{len(table)} row(s) -> {Path(args.out) / 'leaderboard.csv'}, {Path(args.out) / 'leaderboard.md'}")
+    print(f"{len(changed)} row(s) changed")
     return 0
 
 
@@ -244,12 +233,7 @@ def parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--queries", required=True, type=Path)
     evaluate.add_argument("--gallery", required=True, type=Path)
-    evaluate.add_argument(
-        "--metric",
-        action="append",
-        help="repeatable: p@K, p@K_minr, map@K, map@K_yelamarthi, map@K_voc, map@all, map@all_voc "
-        "(default: the leaderboard metrics)",
-    )
+    evaluate.add_argument("--metric", action="append", help="repeatable; default: the leaderboard metrics")
     evaluate.add_argument("--distance", default="cosine", choices=("cosine", "euclidean", "hamming"))
     evaluate.add_argument("--out", type=Path, help="write the metrics as JSON here")
     evaluate.set_defaults(func=cmd_evaluate)
