@@ -20,6 +20,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import pandas as pd
+import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
@@ -39,11 +40,13 @@ from sbir_bench.leaderboard.record import (
 )
 from sbir_bench.loggers import build_logger, finish, log_run_summary
 from sbir_bench.methods.base import RetrievalMethod
+from sbir_bench.random_state import RandomStateCheckpoint
 from sbir_bench.registry import METHODS
 from sbir_bench.variant import Variant, resolve_variant
 from sbir_bench.viz import retrieval_grid
 
 GRID_TOP = 10
+LAST_CHECKPOINT = "last"  # checkpoints/last.ckpt: the end of the latest epoch, resumed from
 
 
 @dataclass
@@ -137,9 +140,14 @@ def build_trainer(
             auto_insert_metric_name=False,
             monitor=f"val/{cfg.evaluation.monitor}",
             mode="max",
-            save_last=True,
         )
-        callbacks.append(checkpoint)
+        # every epoch's end overwrites last.ckpt (a ModelCheckpoint's save_last only follows an improvement)
+        # with the full state to resume from: weights, optimiser, loops, the best-checkpoint tracker above
+        # (saved before it), the DataModule's batch generator and the global random states
+        latest = ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename=LAST_CHECKPOINT, enable_version_counter=False
+        )
+        callbacks += [RandomStateCheckpoint(), checkpoint, latest]
     trainer = L.Trainer(
         **options,
         max_epochs=max(int(max_epochs), 1),
@@ -149,6 +157,23 @@ def build_trainer(
         default_root_dir=str(run_dir),
     )
     return trainer, checkpoint
+
+
+def _resumable_checkpoint(run_dir: Path) -> str | None:
+    """``last.ckpt`` when it holds every state a resumed run needs to give the record an uninterrupted run
+    gives (see :mod:`sbir_bench.random_state`); a checkpoint without them is set aside and training starts
+    over."""
+    last = run_dir / "checkpoints" / f"{LAST_CHECKPOINT}.ckpt"
+    if not last.is_file():
+        return None
+    saved = torch.load(last, map_location="cpu", mmap=True, weights_only=True)
+    complete = RandomStateCheckpoint.__qualname__ in saved.get("callbacks", {}) and (
+        RetrievalDataModule.__qualname__ in saved
+    )
+    if not complete:
+        say(f"{last} lacks the random states that make a resumed run exact: training starts over")
+        return None
+    return str(last)
 
 
 def run_one(
@@ -207,10 +232,9 @@ def run_one(
     try:
         best = None
         if method.needs_training:
-            last = run_dir / "checkpoints" / "last.ckpt"
-            resume_from = str(last) if cfg.resume and last.is_file() else None
+            resume_from = _resumable_checkpoint(run_dir) if cfg.resume else None
             if resume_from:
-                say(f"resuming {name} from {last}")
+                say(f"resuming {name} from {resume_from}")
             trainer.fit(method, datamodule=datamodule, ckpt_path=resume_from)
             train_seconds = time.perf_counter() - started
             best = (
@@ -267,6 +291,9 @@ def _finish_record(
         "best_checkpoint": best_checkpoint,
         "run_dir": str(run_dir),
     }
+    resumed = [c.resumed_at_epoch for c in trainer.callbacks if isinstance(c, RandomStateCheckpoint)]
+    if resumed and resumed[0] is not None:
+        record.extra["resumed_from_epoch"] = resumed[0]
 
 
 def draw_grid(method: RetrievalMethod, datamodule: RetrievalDataModule, num_queries: int):  # noqa: ANN201

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -43,35 +42,6 @@ def test_baseline_bench_writes_records_and_leaderboard(tiny_overrides, tmp_path)
     assert len(fresh.written) == 2 and fresh.skipped == []
     assert len(records_in(tmp_path)) == 4, "new records beside the old ones, none overwritten"
     assert list(pd.read_csv(tmp_path / "leaderboard" / "leaderboard.csv")["method"]) == ["baseline"]
-
-
-def test_interrupted_training_resumes_from_its_checkpoint(tiny_overrides, tmp_path, monkeypatch):
-    from sbir_bench.methods.cvae import CVAE
-
-    overrides = [
-        "method=cvae",
-        "data=synthetic_zs",
-        "method.max_epochs=3",
-        "method.kwargs.num_test_samples=4",
-        *tiny_overrides,
-    ]
-    epochs_run: list[int] = []
-
-    def count_and_interrupt(self):
-        epochs_run.append(self.current_epoch)
-        if self.current_epoch == 1 and len(epochs_run) == 2:
-            raise KeyboardInterrupt  # Ctrl+C during the second epoch
-
-    monkeypatch.setattr(CVAE, "on_train_epoch_start", count_and_interrupt, raising=False)
-    with pytest.raises(SystemExit):  # Lightning shuts down gracefully and exits
-        bench(compose(overrides))
-    assert records_in(tmp_path) == [], "an interrupted run writes no record"
-
-    resumed = bench(compose(overrides))
-    assert epochs_run == [0, 1, 1, 2], "the rerun resumed at epoch 1 from last.ckpt"
-    record = json.loads(resumed.written[0].read_text())
-    assert record["extra"]["epochs_trained"] == 3
-    assert len(records_in(tmp_path)) == 1
 
 
 def test_wandb_offline_run_holds_final_metrics(tiny_overrides, tmp_path):
