@@ -10,7 +10,9 @@ checkpoint, before the first resumed batch. The training batches' own generator 
 
 Under DDP a checkpoint holds rank 0's states and every rank restores them: the CPU states are the same on
 every rank (one seed, the same draws); only the CUDA states of other devices are approximate, and CUDA
-kernels are not bitwise reproducible anyway.
+kernels are not bitwise reproducible anyway. Random image augmentation in DataLoader worker processes
+(``num_workers > 0``) draws from the workers' own generators, which no checkpoint holds: there a resumed
+run can differ from an uninterrupted one (the embedded methods train on cached features and draw none).
 """
 
 from __future__ import annotations
