@@ -79,11 +79,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from sbir_bench.leaderboard.build import rebuild
+    import pandas as pd
 
-    table, changed = rebuild(Path(args.results), Path(args.out))
-    print(f"{len(table)} row(s) -> {Path(args.out) / 'leaderboard.csv'}, {Path(args.out) / 'leaderboard.md'}")
-    print(f"{len(changed)} row(s) changed")
+    from sbir_bench.leaderboard.build import rebuild_leaderboard
+    from sbir_bench.leaderboard.select import describe
+
+    rebuilt = rebuild_leaderboard(Path(args.results), Path(args.out))
+    for line in describe(rebuilt.selection):  # which records each row used, which were set aside and why
+        print(line)
+    for note in rebuilt.notes:
+        print(f"note: {note}")
+    out = Path(args.out)
+    print(f"{len(rebuilt.table)} row(s) -> {out / 'leaderboard.csv'}, {out / 'leaderboard.md'}")
+    print(f"{len(rebuilt.changes)} row(s) changed")
+    if rebuilt.changes:
+        print(pd.DataFrame(rebuilt.changes).to_string(index=False))
     return 0
 
 

@@ -62,6 +62,7 @@ TEXT_COLUMNS = (*KEY_COLUMNS, "config_hash")
 COUNT_COLUMNS = tuple(f"{prefix}_n" for prefix in SETTING_PREFIX.values())
 FLOAT_FORMAT = "%.4f"
 PAPER_DECIMALS = 3  # the papers print three decimals
+REFERENCE_METHODS = tuple(references.ROW_METHOD.values())
 ROW_ORDER = {"": 0, **{method: i + 1 for i, method in enumerate(references.ROW_METHOD.values())}}
 SORT_COLUMNS = ("dataset", "_order", "zs_map@200", "method", "variant", *SPLIT_COLUMNS)
 CSV_NAME, MARKDOWN_NAME = "leaderboard.csv", "leaderboard.md"
@@ -133,13 +134,16 @@ def _reference_rows(rows: Sequence[Row], found: references.References) -> list[d
             for (setting, prefix), split in zip(SETTING_PREFIX.items(), splits, strict=True):
                 where = (kind, dataset, setting, split)
                 values = found.values.get(where, {})
-                entry[f"{prefix}_n"] = found.counts.get(where, 0)
+                entry[f"{prefix}_n"] = 0  # not seeds: the value is the gallery's, whichever records carry it
                 for metric in HEADLINE_METRICS:
                     entry[f"{prefix}_{metric}_sem"] = math.nan
                 for metric in (*HEADLINE_METRICS, *OTHER_METRICS):
                     entry[f"{prefix}_{metric}"] = values.get(metric, math.nan)
             entry.update({column: math.nan for column in PAPER_COLUMNS})
-            if any(entry[f"{prefix}_n"] for prefix in SETTING_PREFIX.values()):
+            if any(
+                (kind, dataset, setting, split) in found.values
+                for setting, split in zip(SETTING_PREFIX, splits, strict=True)
+            ):
                 entries.append(entry)
     return entries
 
@@ -200,8 +204,8 @@ table and `sbir_bench/evaluation/metrics.py`.
 - **trad**: traditional (category-level) setting; **zs**: zero-shot (unseen classes, gallery of the unseen
   classes); **gzs**: generalised zero-shot (unseen-class sketches, gallery of every class).
 - **(chance)**: the expected value under a uniformly random ranking of the same gallery; **(ceiling)**: the
-  best value the gallery allows. Both come from the records (number of records in brackets) and close each
-  dataset's table; they are not methods.
+  best value the gallery allows. Both come from the records (they depend on the gallery only) and close
+  each dataset's table; they are not methods.
 - **P@200** (`p@200`): hits in the top 200 / 200. **P@100** (`p@100`): the same at 100.
 - **mAP@200** (`map@200`): Σ P(k) over relevant ranks k ≤ 200, divided by the hits in the top 200.
 - **mAP@200 (Y)** (`map@200_yelamarthi`): the same sum divided by 200 (the ZS-SBIR code's convention).
@@ -258,7 +262,7 @@ def _markdown_cell(row: pd.Series, column: str) -> str:
         return f"{value:.{PAPER_DECIMALS}f}"
     text = FLOAT_FORMAT % float(value)
     prefix, _, metric = column.partition("_")
-    if metric in HEADLINE_METRICS:
+    if metric in HEADLINE_METRICS and row["method"] not in REFERENCE_METHODS:
         sem = row[f"{column}_sem"]
         text += "" if pd.isna(sem) else f" ± {FLOAT_FORMAT % float(sem)}"
         text += f" ({row[f'{prefix}_n']})"

@@ -27,14 +27,12 @@ Where = tuple[str, str, str, str]  # kind, dataset, setting, split
 @dataclass(frozen=True)
 class References:
     values: dict[Where, dict[str, float]]  # metric -> value (NaN where the records disagree)
-    counts: dict[Where, int]  # records carrying the kind's values
     notes: tuple[str, ...]  # one line per disagreement
 
 
 def collect(rows: Sequence[Row]) -> References:
     """The chance and ceiling values of every (dataset, setting, split) of ``rows``."""
     seen: dict[Where, dict[str, list[tuple[float, str]]]] = defaultdict(lambda: defaultdict(list))
-    counts: dict[Where, int] = defaultdict(int)
     for row in rows:
         for setting, by_split in row.runs.items():
             for split, records in by_split.items():
@@ -44,8 +42,6 @@ def collect(rows: Sequence[Row]) -> References:
                         carried = {
                             k[len(prefix) :]: v for k, v in record.metrics.items() if k.startswith(prefix)
                         }
-                        if carried:
-                            counts[(kind, row.dataset, setting, split)] += 1
                         for metric, value in carried.items():
                             source = f"{row.method}/{row.variant} seed {record.seed}"
                             seen[(kind, row.dataset, setting, split)][metric].append((value, source))
@@ -65,4 +61,4 @@ def collect(rows: Sequence[Row]) -> References:
                 f"{dataset}/{split}: the records disagree on {kind}/{metric} ({listed}): their galleries "
                 f"differ; the {ROW_METHOD[kind]} cell of {setting} is left empty"
             )
-    return References(values, dict(counts), tuple(notes))
+    return References(values, tuple(notes))

@@ -13,6 +13,7 @@ import pytest
 
 from sbir_bench.leaderboard.record import (
     SCHEMA_VERSION,
+    OutdatedRecordError,
     RecordError,
     atomic_write_text,
     environment_info,
@@ -20,6 +21,7 @@ from sbir_bench.leaderboard.record import (
     new_run_id,
     read_records,
     record_path,
+    scan_records,
     write_record,
 )
 
@@ -217,3 +219,34 @@ def test_commit_marks_dirty_trees_and_survives_missing_git(monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", no_git)
     assert environment_info()[0] == "unknown"
+
+
+def test_records_of_an_earlier_schema_are_outdated_not_corrupt(tmp_path, make_record):
+    current = write_record(make_record(), tmp_path)
+    old = current.parent / "default-seed0-20240101T000000000000Z-00000000.json"
+    old.write_text(
+        json.dumps({**make_record(run_id=old.stem.split("-", 2)[2]).to_dict(), "schema_version": 1})
+    )
+    records, problems = scan_records(tmp_path)
+    assert [record_path(r, tmp_path) for r in records] == [current]
+    (problem,) = problems
+    assert isinstance(problem, OutdatedRecordError) and problem.path == old
+    assert "schema_version 1 (this code reads" in str(problem) and "make bench" in str(problem)
+    assert find_record(tmp_path, make_record().identity) == make_record(), "an outdated record never matches"
+
+
+def test_generalised_zero_shot_is_a_setting_and_the_registered_configuration_is_recorded(
+    tmp_path, make_record
+):
+    gzs = make_record(split="gzs", setting="gzs", registered_variant="paper", registered_hash="9999999999")
+    write_record(gzs, tmp_path)
+    (loaded,) = read_records(tmp_path)
+    assert (loaded.setting, loaded.registered_variant, loaded.registered_hash) == (
+        "gzs",
+        "paper",
+        "9999999999",
+    )
+    with pytest.raises(ValueError, match="'registered_hash'"):
+        write_record(make_record(registered_hash=""), tmp_path)
+    with pytest.raises(ValueError, match="'registered_variant'"):
+        write_record(make_record(registered_variant="a/b"), tmp_path)
