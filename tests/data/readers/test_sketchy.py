@@ -425,14 +425,21 @@ def test_split_with_no_unseen_class_present_is_an_error(tmp_path):
         build(root)
 
 
-def test_bench_runs_baseline_end_to_end(tree, tmp_path):
+@pytest.mark.parametrize(
+    ("data", "split", "setting", "gallery"),
+    [
+        ("sketchy_zs", "zeroshot_yelamarthi", "zeroshot", 2 * (PHOTOS + NEW_EXTENDED)),
+        ("sketchy_gzs", "gzs_yelamarthi", "gzs", 2 * (PHOTOS + NEW_EXTENDED) + 2),  # + int(0.2 x 12)
+    ],
+)
+def test_bench_runs_baseline_end_to_end(tree, tmp_path, data, split, setting, gallery):
     from sbir_bench.config import compose
     from sbir_bench.leaderboard.record import read_records
     from sbir_bench.runner import bench
 
     overrides = [
         "method=baseline",
-        "data=sketchy_zs",
+        f"data={data}",
         f"data.dataset_kwargs.root={tree}",
         "data.dataset_kwargs.classes=present",
         "data.dataset_kwargs.val_photos_per_class=1",
@@ -444,6 +451,11 @@ def test_bench_runs_baseline_end_to_end(tree, tmp_path):
     ]
     bench(compose(overrides))
     (record,) = read_records(tmp_path / "results")
-    assert record.status == "ok" and record.split == "zeroshot_yelamarthi" and record.dataset == "sketchy"
+    assert record.status == "ok" and (record.dataset, record.split, record.setting) == (
+        "sketchy",
+        split,
+        setting,
+    )
     assert record.counts["n_queries"] == 2 * PHOTOS * SKETCHES
+    assert record.counts["split_test_gallery"] == gallery
     assert 0.0 <= record.metrics["map@200"] <= 1.0
