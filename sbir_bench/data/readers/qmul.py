@@ -1,7 +1,7 @@
 """QMUL Shoe and Chair (Yu et al., CVPR'16 "Sketch Me That Shoe"): fine-grained sketch-photo pairs.
 
 Registered as ``qmul_shoe`` and ``qmul_chair`` (one class each: ``shoe`` / ``chair``). Both layouts in
-circulation are read (spec, "QMUL Shoe / Chair"); ``<name>`` is ``shoes`` or ``chairs``:
+circulation are read (README, "Real datasets"); ``<name>`` is ``shoes`` or ``chairs``:
 
 ``layout="folders"`` (the release ``sbir_cvpr2016``)::
 

@@ -1,5 +1,6 @@
 """SHREC'13, SHREC'14 and PART-SHREC14: sketch-based 3D shape retrieval (datasets ``shrec13``,
-``shrec14``, ``part_shrec14``; layouts in /work/shared/spec/datasets.md).
+``shrec14``, ``part_shrec14``; Li et al., SHREC'13 and SHREC'14 tracks on sketch-based 3D shape retrieval;
+layouts as the contest archives unpack, README "Real datasets").
 
 Layouts (each folder may also sit inside a wrapping folder of its own name, as the archives unpack, and
 the whole tree inside one more wrapping folder)::
