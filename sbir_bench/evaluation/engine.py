@@ -1,7 +1,8 @@
 """The evaluation engine: embeddings + labels -> retrieval metrics, and the DDP gather in front of it.
 
 ``evaluate`` ranks the whole gallery for every query with the exact chunked search of
-:mod:`sbir_bench.evaluation.search` (ties: ascending distance, then ascending gallery index) and
+:mod:`sbir_bench.evaluation.search` (ties: ascending distance, then ascending gallery index; rankings
+equal a float64 brute-force computation) and
 averages the per-query metrics of :mod:`sbir_bench.evaluation.metrics` (plain mean over queries). A
 gallery item is relevant to a query when their labels are equal. It always runs on the CPU (one
 worker thread per core torch may use, BLAS single-threaded in each), so the numbers do not depend on
@@ -9,7 +10,7 @@ the accelerator that produced the embeddings, nor on the chunk size or the numbe
 
 Queries are processed sorted by label, so each chunk holds few classes and the relevant columns of a
 class are looked up once per run of same-class queries; ``map@all`` then needs only the ranks of those
-columns (a binary search in each sorted row), never the full Q x G matrix.
+columns (a binary search in each sorted row of exact keys), never the full Q x G matrix.
 """
 
 from __future__ import annotations
@@ -22,13 +23,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from sbir_bench.evaluation.metrics import MetricSpec, average_precision, parse_metric
-from sbir_bench.evaluation.search import (
-    PairwiseScorer,
-    relevant_ranks,
-    smallest_k,
-    to_numpy,
-)
+from sbir_bench.evaluation.chance import chance_and_ceiling
+from sbir_bench.evaluation.metrics import MetricSpec, parse_metric
+from sbir_bench.evaluation.search import PairwiseScorer, relevant_ranks, to_numpy
 
 DEFAULT_METRICS = ("p@100", "p@200", "map@200", "map@200_yelamarthi", "map@all")
 BACKENDS = ("torch",)
@@ -73,15 +70,20 @@ def evaluate(
     metrics: Iterable[str] = DEFAULT_METRICS,
     chunk_size: int | None = None,
     backend: str = "torch",
+    references: bool = False,
 ) -> dict[str, float]:
     """Each requested metric (mean over queries) plus the counts ``n_queries``, ``n_gallery`` and
     ``n_queries_without_relevant``.
 
-    Metric names: ``p@<K>``, ``map@<K>``, ``map@<K>_yelamarthi``, ``map@all`` (see metrics.py). Queries
-    without any relevant gallery item count as 0 in the top-K metrics and are left out of ``map@all``
-    (NaN if no query has one). Inputs are tensors or arrays (any device; the work runs on the CPU);
-    labels are integers [N]. ``chunk_size`` (rows selected at a time) bounds memory, never changes
-    results. ``backend="torch"`` is the built-in exact engine, the only one (faiss adds nothing exact).
+    Metric names: see :data:`~sbir_bench.evaluation.metrics.METRIC_NAME_FORMS`. Queries without any
+    relevant gallery item count as 0 in ``p@K``, ``map@K`` and ``map@K_yelamarthi`` and are left out of
+    the others (``map@all``, ``map@all_voc``, ``map@K_voc``, ``p@K_minr``; NaN if no query has one).
+    Inputs are tensors or arrays (any device; the work runs on the CPU); labels are integers [N].
+    ``chunk_size`` (rows selected at a time) bounds memory, never changes results. ``backend="torch"``
+    is the built-in exact engine, the only one (faiss adds nothing exact). ``references=True`` adds
+    ``chance/<metric>`` (expected value under a uniformly random ranking of the same gallery) and
+    ``ceiling/<metric>`` (value of a perfect ranking) for every metric, from the labels alone
+    (:mod:`sbir_bench.evaluation.chance`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
@@ -94,32 +96,43 @@ def evaluate(
     n_relevant = class_sizes[query_codes]
     gallery_by_class = np.split(np.argsort(gallery_codes, kind="stable"), np.cumsum(class_sizes)[:-1])
 
-    top_k_specs = [spec for spec in specs if spec.k is not None]
+    top_k_specs = [spec for spec in specs if spec.top_k_metric is not None]
+    ranks_specs = [spec for spec in specs if spec.ranks_metric is not None]
     k_max = max((spec.k for spec in top_k_specs if spec.k is not None), default=0)
-    wants_map_all = any(spec.k is None for spec in specs)
 
-    def score(rows: np.ndarray, keys: np.ndarray) -> dict[str, np.ndarray]:
+    def score(rows: np.ndarray, top: np.ndarray, keys: np.ndarray | None) -> dict[str, np.ndarray]:
         codes = query_codes[rows]
         values: dict[str, np.ndarray] = {}
         if k_max:
-            relevance = gallery_codes[smallest_k(keys, k_max)] == codes[:, None]
+            relevance = gallery_codes[top] == codes[:, None]
             for spec in top_k_specs:
                 assert spec.top_k_metric is not None and spec.k is not None
-                values[spec.name] = spec.top_k_metric(relevance, spec.k)
-        if wants_map_all:
-            ap = np.full(len(rows), np.nan)
+                values[spec.name] = spec.top_k_metric(relevance, spec.k, n_relevant[rows])
+        if ranks_specs:
+            assert keys is not None
+            per_query = {spec.name: np.full(len(rows), np.nan) for spec in ranks_specs}
             for start, stop, code in _label_runs(codes):
                 if class_sizes[code]:
-                    ap[start:stop] = average_precision(
-                        relevant_ranks(keys[start:stop], gallery_by_class[code])
-                    )
-            values["map@all"] = ap
+                    ranks = relevant_ranks(keys[start:stop], gallery_by_class[code])
+                    for spec in ranks_specs:
+                        assert spec.ranks_metric is not None
+                        per_query[spec.name][start:stop] = spec.ranks_metric(ranks)
+            values.update(per_query)
         return values
 
     # queries sorted by label: a block holds few classes, each class's relevant columns are shared
     by_label = np.argsort(query_codes, kind="stable")
-    per_block = scorer.map_blocks(score, by_label, chunk_size) if specs else []
+    per_block = (
+        scorer.map_blocks(score, by_label, chunk_size, k=k_max, full_ranking=bool(ranks_specs))
+        if specs
+        else []
+    )
     result = {spec.name: _mean(spec, [block[spec.name] for block in per_block]) for spec in specs}
+    if references:
+        for spec in specs:
+            reference = chance_and_ceiling(spec, n_relevant, scorer.n_gallery)
+            result[f"chance/{spec.name}"] = reference.chance
+            result[f"ceiling/{spec.name}"] = reference.ceiling
     result["n_queries"] = float(scorer.n_queries)
     result["n_gallery"] = float(scorer.n_gallery)
     result["n_queries_without_relevant"] = float((n_relevant == 0).sum())
@@ -128,7 +141,7 @@ def evaluate(
 
 def _mean(spec: MetricSpec, chunks: list[np.ndarray]) -> float:
     values = np.concatenate(chunks)
-    if spec.k is None:
+    if spec.undefined_without_relevant:
         values = values[~np.isnan(values)]
         if values.size == 0:
             return float("nan")

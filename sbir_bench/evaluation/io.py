@@ -7,12 +7,15 @@ files, so a query is relevant to the gallery items carrying the same string.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sbir_bench.evaluation.engine import DEFAULT_METRICS, evaluate
+from sbir_bench.evaluation.metrics import parse_metric
 
 REQUIRED_KEYS = ("embeddings", "labels")
 
@@ -82,3 +85,17 @@ def evaluate_files(
         _, codes = np.unique(np.concatenate([query_labels, gallery_labels]), return_inverse=True)
         query_labels, gallery_labels = codes[: len(query_labels)], codes[len(query_labels) :]
     return evaluate(queries, query_labels, gallery, gallery_labels, distance=distance, metrics=metrics)
+
+
+def json_ready(result: dict[str, float], metrics: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``result`` for a JSON file: undefined (NaN) values become null, and ``queries_left_out`` gives, for
+    each metric that leaves queries without relevant items out of its mean, how many it left out."""
+    excluded = int(result.get("n_queries_without_relevant", 0))
+    payload: dict[str, Any] = {
+        key: None if isinstance(value, float) and math.isnan(value) else value
+        for key, value in result.items()
+    }
+    payload["queries_left_out"] = {
+        name: excluded for name in metrics if parse_metric(name).undefined_without_relevant
+    }
+    return payload

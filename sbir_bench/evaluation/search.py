@@ -1,36 +1,43 @@
 """Exact, chunked nearest-neighbour search: cosine, Euclidean and packed-bit Hamming distances.
 
-Ranking rule, everywhere in the suite: ascending distance, ties broken by ascending gallery index.
+Ranking rule, everywhere in the suite: ascending distance, ties broken by ascending gallery index. Rankings
+equal a float64 brute-force computation of the distances, ties included wherever the float64 values tie
+(integer or +-1 inputs, duplicated or power-of-two-scaled vectors), whatever the inputs' scale.
 
-Queries are processed in chunks of rows, so peak memory is O(chunk x gallery) whatever the number of
-queries. For each chunk a :class:`PairwiseScorer` produces *sort keys*, one per (query, gallery item),
-that order every row exactly as its distances do:
+Inputs are brought to float64 and conditioned without changing any ranking:
 
-- ``cosine``: ``<q, -g/|g|>`` (the query's norm is a positive per-row factor and cannot change its row's
-  order); the distance ``1 - cos`` is recovered as ``1 + key / |q|``.
-- ``euclidean``: ``|g|^2 - 2<q, g>`` (``|q|^2`` is constant along a row); distance ``sqrt(key + |q|^2)``,
-  which for near-duplicates carries float32 cancellation error of about ``sqrt(eps) * |q|``.
-- ``hamming``: codes are packed into 64-bit words and compared with XOR + popcount
-  (``np.bitwise_count``); the key ``distance * G + index`` is an integer that is unique per row and
-  already encodes the tie rule, so selection on it needs no tie handling at all. (For +-1 codes,
-  ``(bits - <q, g>) / 2`` through a float GEMM is exact too, but popcount on packed words is both
-  exact by construction and faster here: 64-bit codes need one XOR + popcount per pair.)
+- ``cosine``: every vector is scaled exactly, to small integers when it is a multiple of an integer vector
+  (Euclid's algorithm on exact ``fmod``), else by a power of two so its largest component lies in
+  [0.5, 1): no norm overflows or underflows (1e-25 and 1e19 components rank alike) and scaled copies of
+  integer or +-1 vectors become identical vectors. The exact key of a pair is ``-sign(c) c^2`` with
+  ``c = <q, g> / (|q| |g|)``, computed as ``-sign(<q,g>) (<q,g>^2 / |g|^2) / |q|^2``: on integer-valued
+  inputs the products are exact and each division is correctly rounded, so exact ties stay ties (cosine
+  on +-1 codes ranks as Hamming).
+- ``euclidean``: everything is divided by a common integer factor when there is one (as for cosine), scaled
+  by one power of two, then centred on the gallery mean rounded to 16
+  significant bits (so integer inputs stay exact), then scaled again; the exact key is
+  ``|g|^2 - 2 <q, g>`` (``|q|^2`` is constant along a row). Centring removes the cancellation that a large
+  common offset causes. Rows whose magnitudes fall below float64's range after that common scaling
+  cannot be ranked and are refused, naming the array and row.
+- ``hamming``: codes are packed into 64-bit words and compared with XOR + popcount; the integer key
+  ``distance * G + index`` is unique per row and already encodes the tie rule.
 
-Float keys come from single-threaded BLAS GEMMs on blocks of exactly ``GEMM_ROWS`` query rows, one
-chunk per worker thread: BLAS rounds the same dot product differently depending on the block shape,
-the column it sits in and its thread split, so the blocks are fixed, BLAS threads are held to one and
-identical gallery vectors are scored once and share their column. Results then do not depend on the
-chunk size or the number of workers, and exact duplicates are exact ties.
+Float distances are searched in two stages. A float32 GEMM on the conditioned (cosine: unit) vectors gives
+keys within a rigorous bound ``E`` of the exact ones (``(d + 8) u`` times the norms, u = 2^-24, as for any
+summation order; Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., eq. 3.5). The top-k
+candidates are the items whose float32 key is within ``2E`` of the k-th smallest; among them, runs of keys
+closer than ``2E`` (where the order could differ from the exact one) are re-scored in float64 and ordered
+by (exact key, index). When that re-scoring would cost more than a float64 GEMM of the block, and whenever
+full rankings are needed (``map@all``), the block's keys are computed in float64 outright.
 
-Multi-vector queries ``[Q, m, d]`` (e.g. the k-means centres of a generative method's samples) are
-ranked by their *closest* vector: a gallery item's distance to the query is the minimum over the m
-vectors. Keys are then true distances minus a constant (cosine: the vectors are normalised, key
-``-cos``; Euclidean: ``|q_c|^2`` is added), so they compare across the m vectors before the minimum.
+Float keys come from single-threaded BLAS GEMMs on blocks of exactly ``GEMM_ROWS`` query rows, one block per
+worker thread: BLAS rounds the same dot product differently depending on the block shape, so the blocks are
+fixed, BLAS threads are held to one and identical gallery vectors are scored once and share their column.
+Results then do not depend on the chunk size or the number of workers, and exact duplicates are exact ties.
 
-Selection uses NumPy's SIMD partition/sort. Float32 keys of a large gallery do repeat (a few equal
-pairs per row of 10^4 items), so ties are made exact: top-k rows whose k-th and (k+1)-th keys are equal
-are redone with composite integer keys ``(order-preserving bits of the float32 key) << 31 | index``,
-unique and sorted by (distance, index); the ranks of relevant items count the equal keys of lower index.
+Multi-vector queries ``[Q, m, d]`` (e.g. the k-means centres of a generative method's samples) are ranked by
+their *closest* vector: a gallery item's key is the minimum over the m vectors (cosine: ``-sign(c) c^2`` of
+each unit vector; Euclidean: the squared distance).
 """
 
 from __future__ import annotations
@@ -52,16 +59,21 @@ T = TypeVar("T")
 # 256 rows run single-threaded OpenBLAS near its peak (64 rows lose ~12%).
 GEMM_ROWS = 256
 # Scratch memory for the selection of the chunks in flight (one per worker: partition indices, sorted
-# copies, ...): about 40 bytes per (query, gallery item) pair, on top of a GEMM block of float32 keys.
+# copies, ...): about 40 bytes per (query, gallery item) pair, on top of a GEMM block of keys.
 # Chunks are also capped at MAX_CHUNK_ROWS rows: a chunk that stays in the CPU cache is faster.
 CHUNK_MEMORY_BUDGET_BYTES = 256 * 2**20
 _BYTES_PER_PAIR = 40
 MAX_CHUNK_ROWS = GEMM_ROWS
 
-_INDEX_BITS = 31  # composite float keys: 32 bits of ordered distance, then 31 bits of gallery index
-INDEX_MASK = (1 << _INDEX_BITS) - 1
-# map@all: rows with more shared relevant keys than this are re-ranked on composite keys (cheaper there)
-_MAX_SHARED_KEYS_COUNTED = 32
+UNIT_ROUNDOFF_FLOAT32 = 2.0**-24
+# Re-scoring gathered pairs costs about as much as this many pairs of a float64 GEMM: beyond this share of
+# a block's pairs, the block's keys are computed by a float64 GEMM instead.
+_RESCORED_SHARE_LIMIT = 1 / 16
+_VALUES_PER_RESCORING_BATCH = 2**21
+_INTEGER_BITS = 26  # vectors that are multiples of integer vectors up to 2^26 are scaled to those
+_CENTRE_BITS = 16  # Euclidean centre: the gallery mean rounded to this many significant bits
+# Euclidean: rows more than 2^480 times smaller than the largest input would square below float64's range
+_SMALLEST_EUCLIDEAN_EXPONENT = -480
 
 
 def default_workers() -> int:
@@ -78,7 +90,7 @@ def default_chunk_size(n_gallery: int, workers: int | None = None) -> int:
 
 # --- inputs -----------------------------------------------------------------------------------------
 def to_numpy(x: Any, name: str) -> np.ndarray:
-    """A CPU NumPy view (or copy) of a tensor or array; half/bfloat16 tensors become float32."""
+    """A CPU NumPy view (or copy) of a tensor or array; half/bfloat16 tensors become float32 (exactly)."""
     if isinstance(x, Tensor):
         x = x.detach().cpu()
         if x.dtype in (torch.float16, torch.bfloat16):
@@ -101,17 +113,102 @@ def _check_matrix(x: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains NaN or inf values (first in row {bad})")
 
 
-def _float32_rows(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=np.float32)
+def _row_peaks(x: np.ndarray) -> np.ndarray:
+    """Largest |component| of every row (every vector of a multi-vector row included)."""
+    return np.abs(x).reshape(len(x), -1).max(axis=1)
 
 
-def _multi_vector_queries(queries: np.ndarray, distance: str) -> np.ndarray:
-    """[Q, m, d] float32; for cosine each vector is scaled to unit norm (zero vectors stay zero)."""
-    queries = _float32_rows(queries)
-    if distance == "cosine":
-        norms = np.sqrt(np.einsum("qmd,qmd->qm", queries, queries))[..., None]
-        queries = queries / np.maximum(norms, np.finfo(np.float32).tiny)
-    return queries
+def integer_factors(rows: np.ndarray) -> np.ndarray:
+    """Per row of a 2-D array: the largest f such that the row / f is an integer vector with entries
+    <= 2^``_INTEGER_BITS`` (exact, found by Euclid's algorithm on exact ``fmod``), else 0 (zero rows: 0)."""
+    magnitudes = np.abs(rows)
+    peaks = magnitudes.max(axis=1)
+    smallest = peaks * 2.0**-_INTEGER_BITS
+    factors, alive = peaks.copy(), peaks > 0
+    for column in range(magnitudes.shape[1]):
+        live = np.flatnonzero(alive)
+        if live.size == 0:
+            break
+        a, b = factors[live], magnitudes[live, column]
+        while True:  # gcd(a, b); a row dies as soon as a remainder falls below its smallest factor
+            step = (b > 0) & (b >= smallest[live])
+            dead = (b > 0) & ~step
+            alive[live[dead]] = False
+            b[dead] = 0.0
+            if not step.any():
+                break
+            a[step], b[step] = b[step], np.fmod(a[step], b[step])
+        factors[live] = a
+    return np.where(alive, factors, 0.0)
+
+
+def scaled_vectors(x: np.ndarray) -> np.ndarray:
+    """Every vector (last axis) scaled exactly: to small integers when it is a multiple of one (scaled
+    copies of integer or +-1 vectors become identical), else by a power of two to a largest |component|
+    in [0.5, 1)."""
+    flat = x.reshape(-1, x.shape[-1])
+    factors = integer_factors(flat)[:, None]
+    _, exponent = np.frexp(np.abs(flat).max(axis=1, keepdims=True))
+    return np.where(
+        factors > 0, flat / np.where(factors > 0, factors, 1.0), np.ldexp(flat, -exponent)
+    ).reshape(x.shape)
+
+
+def _common_integer_factor(*arrays: np.ndarray) -> float:
+    """The largest f making every array / f small integers (``integer_factors`` over all of them), or 0."""
+    rows = [a.reshape(-1, a.shape[-1]) for a in arrays]
+    factors = np.concatenate([integer_factors(r) for r in rows])
+    peaks = np.concatenate([np.abs(r).max(axis=1) for r in rows])
+    if ((factors == 0) & (peaks > 0)).any() or not (peaks > 0).any():
+        return 0.0
+    common = float(factors[peaks > 0][0])
+    for factor in np.unique(factors[peaks > 0]).tolist():
+        while factor:
+            common, factor = factor, float(np.fmod(common, factor))
+    return common if float(peaks.max()) <= common * 2.0**_INTEGER_BITS else 0.0
+
+
+def _scaled_together(*arrays: np.ndarray) -> list[np.ndarray]:
+    """The arrays times one power of two (exact) so the largest |component| of all is in [0.5, 1)."""
+    _, exponent = np.frexp(max(float(np.abs(a).max()) for a in arrays))
+    return [np.ldexp(a, -exponent) for a in arrays]
+
+
+def _rounded_to_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    mantissa, exponent = np.frexp(values)
+    return np.ldexp(np.round(np.ldexp(mantissa, bits)), exponent - bits)
+
+
+def centred_for_euclidean(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(queries, gallery, unit): scaled by a power of two, centred, scaled again; distances = unit x theirs.
+
+    The centre is the gallery mean rounded to ``_CENTRE_BITS`` significant bits, so integer-valued inputs
+    stay exact; the residual offset (< 2^-16 of the mean) no longer cancels in ``|g|^2 - 2 <q, g>``.
+    Rows too small to square within float64's range next to the largest input raise a ValueError.
+    """
+    factor = _common_integer_factor(queries, gallery)
+    unit = factor if factor else 1.0
+    if factor:  # integer-valued up to one factor: exact small integers
+        queries, gallery = queries / factor, gallery / factor
+    peak = max(float(np.abs(queries).max()), float(np.abs(gallery).max()))
+    for x, name in ((queries, "queries"), (gallery, "gallery")):
+        peaks = _row_peaks(x)
+        tiny = np.flatnonzero((peaks > 0) & (peaks < peak * 2.0**_SMALLEST_EUCLIDEAN_EXPONENT))
+        if tiny.size:
+            raise ValueError(
+                f"{name} row {int(tiny[0])} cannot be ranked by Euclidean distance next to the largest input "
+                f"(|x| <= {float(peaks[tiny[0]]) * unit:.3g} vs {peak * unit:.3g}: their squares do not both "
+                "fit in float64); rescale the inputs"
+            )
+    queries, gallery = _scaled_together(queries, gallery)
+    centre = _rounded_to_bits(gallery.mean(axis=0), _CENTRE_BITS)
+    queries, gallery = queries - centre, gallery - centre
+    before = float(np.abs(queries).max()) if queries.size else 0.0
+    before = max(before, float(np.abs(gallery).max()))
+    queries, gallery = _scaled_together(queries, gallery) if before > 0 else (queries, gallery)
+    after = max(float(np.abs(queries).max()), float(np.abs(gallery).max()))
+    unit *= 2.0 ** np.frexp(peak)[1] * (before / after if after > 0 else 1.0)
+    return queries, gallery, unit
 
 
 def pack_codes(codes: np.ndarray, name: str) -> np.ndarray:
@@ -152,9 +249,17 @@ def first_identical_rows(rows: np.ndarray) -> np.ndarray:
     return first
 
 
-# --- distances as sort keys ------------------------------------------------------------------------
+def _squared_norms(x: np.ndarray) -> np.ndarray:
+    return np.einsum("...d,...d->...", x, x)
+
+
+def _nonzero(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, 1.0)
+
+
+# --- keys -----------------------------------------------------------------------------------------------
 class PairwiseScorer:
-    """Sort keys and distances between chunks of queries and the whole gallery (see module docstring)."""
+    """Sort keys, exact keys and distances between the queries and the whole gallery (module docstring)."""
 
     def __init__(self, queries: Any, gallery: Any, distance: str = "cosine") -> None:
         if distance not in DISTANCES:
@@ -175,54 +280,130 @@ class PairwiseScorer:
             key_dtype = np.int32 if (q.shape[1] + 1) * self.n_gallery < 2**31 else np.int64
             self._gallery_index = np.arange(self.n_gallery, dtype=key_dtype)
             return
-        self._queries = q if not self.vectors_per_query else _multi_vector_queries(q, distance)
-        gallery = _float32_rows(g)
-        first_identical = first_identical_rows(gallery)
-        distinct = first_identical == np.arange(self.n_gallery)
-        self._expand_columns = None  # gallery item -> its column among the distinct vectors
-        if not distinct.all():
-            column_of_distinct = np.cumsum(distinct) - 1
-            self._expand_columns = column_of_distinct[first_identical]
-            gallery = gallery[distinct]
-        squared_norms = np.einsum("ij,ij->i", gallery, gallery)
-        if not np.isfinite(squared_norms).all():
-            raise ValueError("gallery embeddings are too large: their squared norms overflow float32")
-        if distance == "cosine":  # negated and normalised: keys are one GEMM; zero vectors stay zero
-            norms = np.maximum(np.sqrt(squared_norms), np.finfo(np.float32).tiny)
-            gallery = gallery / -norms[:, None]
+        q64, g64 = q.astype(np.float64), g.astype(np.float64)
+        self._unit = 1.0  # Euclidean: distances of the conditioned vectors times this are the inputs'
+        if distance == "cosine":
+            q64, g64 = scaled_vectors(q64), scaled_vectors(g64)
         else:
-            self._gallery_squared_norms = squared_norms
-        self._gallery = gallery  # [distinct G, d]; BLAS reads the transposed view without a copy
+            q64, g64, self._unit = centred_for_euclidean(q64, g64)
+        g64 = np.ascontiguousarray(g64)
+        first_identical = first_identical_rows(g64)
+        distinct = first_identical == np.arange(self.n_gallery)
+        self._distinct_column = (np.cumsum(distinct) - 1)[first_identical]  # gallery item -> its column
+        self._expand = None if distinct.all() else self._distinct_column
+        self._queries64 = np.ascontiguousarray(q64)
+        self._query_squares = _squared_norms(self._queries64)  # [Q] or [Q, m]
+        self._gallery64 = g64[distinct]
+        self._gallery_squares = _squared_norms(self._gallery64)
+        dim = g.shape[1]
+        if distance == "cosine":  # unit vectors, the gallery negated: float32 keys are -cos
+            norms = np.sqrt(_nonzero(self._gallery_squares))[:, None]
+            self._gallery32 = np.ascontiguousarray((self._gallery64 / -norms).astype(np.float32))
+            self._bound_factor = 1.01 * (dim + 8) * UNIT_ROUNDOFF_FLOAT32
+        else:
+            self._gallery32 = self._gallery64.astype(np.float32)
+            self._gallery_squares32 = self._gallery_squares.astype(np.float32)
+            self._bound_factor = 1.01 * (dim + 8) * UNIT_ROUNDOFF_FLOAT32
+        self._underflow_bound = dim * 2.0**-120  # float32 conversion of components below its normal range
 
-    def sort_keys(self, rows: slice | np.ndarray) -> np.ndarray:
-        """[len(rows), G] keys ordering each query row as its distances do (unique for Hamming).
+    # float32 keys and their error bound
+    def float32_keys(self, rows: np.ndarray) -> np.ndarray:
+        """[len(rows), G] float32 keys ordering each row as its distances do, within :meth:`bounds`.
 
-        Float keys come from GEMMs on consecutive blocks of ``GEMM_ROWS`` of these rows; with BLAS on one
-        thread, a row's keys then depend only on its block (:meth:`map_blocks` passes whole blocks).
+        Computed by GEMMs on consecutive blocks of ``GEMM_ROWS`` (flattened) query vectors.
         """
-        if self.distance == "hamming":
-            return self._hamming_keys(self._queries[rows])
-        queries = _float32_rows(self._queries[rows])
+        queries = self._queries64[rows]
         multi = self.vectors_per_query
+        if self.distance == "cosine":
+            queries = queries / np.sqrt(_nonzero(self._query_squares[rows]))[..., None]
+        queries32 = queries.astype(np.float32)
+        if self.distance == "euclidean":
+            queries32 *= np.float32(-2.0)  # exact scaling by a power of two
+        flat = queries32.reshape(-1, queries32.shape[-1])
+        keys = _blocked_gemm(flat, self._gallery32, np.float32)
+        if self.distance == "euclidean":
+            keys += self._gallery_squares32
+            if multi:
+                keys += self._query_squares[rows].reshape(-1, 1).astype(np.float32)
         if multi:
-            n_rows = len(queries)
-            queries = queries.reshape(n_rows * multi, -1)
-        if self.distance == "euclidean":
-            queries = queries * np.float32(-2.0)  # exact scaling by a power of two
-        keys = np.empty((len(queries), len(self._gallery)), dtype=np.float32)
-        for start in range(0, len(queries), GEMM_ROWS):
-            np.matmul(
-                queries[start : start + GEMM_ROWS], self._gallery.T, out=keys[start : start + GEMM_ROWS]
-            )
-        if self.distance == "euclidean":
-            keys += self._gallery_squared_norms
-        if multi:  # squared distances (Euclidean) or -cos (unit vectors): the minimum over the m vectors
-            if self.distance == "euclidean":
-                keys += np.einsum("ij,ij->i", queries, queries)[:, None] * np.float32(0.25)
-            keys = keys.reshape(n_rows, multi, -1).min(axis=1)
-        return keys if self._expand_columns is None else np.take(keys, self._expand_columns, axis=1)
+            keys = keys.reshape(len(rows), multi, -1).min(axis=1)
+        return self._expanded(keys)
 
-    def _hamming_keys(self, query_words: np.ndarray) -> np.ndarray:
+    def bounds(self, rows: np.ndarray) -> np.ndarray:
+        """[len(rows)] float64: |float32 key - exact key| <= bound for every item of each row.
+
+        Cosine: the keys are dot products of float32-rounded unit vectors, error <= (d + 8) u
+        (rounding of the inputs plus gamma_d of the summation, any order). Euclidean: the same factor
+        times |g|^2 + 2 |q| |g| (+ |q|^2 for multi-vector queries), with the gallery's largest |g|.
+        """
+        if self.distance == "cosine":
+            return np.full(len(rows), self._bound_factor + self._underflow_bound)
+        largest_square = float(self._gallery_squares.max())
+        query_squares = self._query_squares[rows]
+        if self.vectors_per_query:
+            query_squares = query_squares.max(axis=1)
+        scale = largest_square + 2 * np.sqrt(query_squares * largest_square)
+        if self.vectors_per_query:
+            scale = scale + query_squares
+        return self._bound_factor * scale + self._underflow_bound
+
+    # exact (float64) keys
+    def _keys_from_dots(self, dots: np.ndarray, query_squares: np.ndarray, gallery_squares: np.ndarray):
+        """Exact keys from float64 dot products (broadcast shapes; multi-vector: before the minimum)."""
+        if self.distance == "cosine":  # -sign(c) c^2; zero vectors have c = 0
+            return -np.sign(dots) * ((dots * dots) / _nonzero(gallery_squares)) / _nonzero(query_squares)
+        keys = gallery_squares - 2.0 * dots
+        return keys + query_squares if self.vectors_per_query else keys
+
+    def exact_keys(self, rows: np.ndarray) -> np.ndarray:
+        """[len(rows), G] float64 keys, by float64 GEMMs on blocks of ``GEMM_ROWS`` (flattened) vectors."""
+        queries = self._queries64[rows]
+        flat = queries.reshape(-1, queries.shape[-1])
+        dots = _blocked_gemm(flat, self._gallery64, np.float64)
+        squares = self._query_squares[rows].reshape(-1, 1)
+        keys = self._keys_from_dots(dots, squares, self._gallery_squares[None, :])
+        if self.vectors_per_query:
+            keys = keys.reshape(len(rows), self.vectors_per_query, -1).min(axis=1)
+        return self._expanded(keys)
+
+    def exact_pair_keys(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Exact keys of the pairs (rows[i], columns[i]) (query rows, gallery columns), one at a time."""
+        keys = np.empty(len(rows))
+        columns = self._distinct_column[columns]
+        per_pair = self._queries64.shape[-1] * max(1, self.vectors_per_query)
+        batch = max(1, _VALUES_PER_RESCORING_BATCH // per_pair)
+        for start in range(0, len(rows), batch):
+            r, c = rows[start : start + batch], columns[start : start + batch]
+            gallery = self._gallery64[c]
+            if self.vectors_per_query:
+                dots = np.einsum("pmd,pd->pm", self._queries64[r], gallery)
+                values = self._keys_from_dots(dots, self._query_squares[r], self._gallery_squares[c][:, None])
+                keys[start : start + batch] = values.min(axis=1)
+            else:
+                dots = np.einsum("pd,pd->p", self._queries64[r], gallery)
+                values = self._keys_from_dots(dots, self._query_squares[r], self._gallery_squares[c])
+                keys[start : start + batch] = values
+        return keys
+
+    def distances(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Distances (float64) of query ``rows[i]`` to gallery items ``columns[i, :]``, from exact keys."""
+        if self.distance == "hamming":
+            keys = self.hamming_keys(rows)
+            return (np.take_along_axis(keys, columns, axis=1) // self.n_gallery).astype(np.float64)
+        flat_rows = np.repeat(rows, columns.shape[1])
+        keys = self.exact_pair_keys(flat_rows, columns.ravel()).reshape(columns.shape)
+        if self.distance == "cosine":
+            return 1.0 + np.sign(keys) * np.sqrt(np.abs(keys))
+        squares = keys if self.vectors_per_query else keys + self._query_squares[rows][:, None]
+        return np.sqrt(np.maximum(squares, 0.0)) * self._unit
+
+    def _expanded(self, keys: np.ndarray) -> np.ndarray:
+        return keys if self._expand is None else np.take(keys, self._expand, axis=1)
+
+    # Hamming
+    def hamming_keys(self, rows: np.ndarray) -> np.ndarray:
+        """Unique integer keys ``distance * G + index`` of the given query rows."""
+        query_words = self._queries[rows]
         n_words = query_words.shape[1]
         xor = np.empty((query_words.shape[0], self.n_gallery), dtype=np.uint64)
         popcount = np.empty(xor.shape, dtype=np.uint8)
@@ -239,21 +420,24 @@ class PairwiseScorer:
         counts += self._gallery_index
         return counts
 
+    # ranking blocks of queries
     def map_blocks(
         self,
-        score: Callable[[np.ndarray, np.ndarray], T],
+        score: Callable[[np.ndarray, np.ndarray, np.ndarray | None], T],
         order: np.ndarray | None = None,
         chunk_size: int | None = None,
         workers: int | None = None,
+        *,
+        k: int = 0,
+        full_ranking: bool = False,
     ) -> list[T]:
-        """``[score(rows, self.sort_keys(rows)) for each chunk of rows]``, the queries taken in ``order``.
+        """``[score(rows, top, keys) for each chunk of rows]``, the queries taken in ``order``.
 
-        Blocks of ``GEMM_ROWS`` queries run on ``workers`` threads, each doing its own single-threaded
-        GEMM (or popcount) and the scoring of its chunks of ``chunk_size`` rows: NumPy releases the GIL
-        in BLAS, sorts and partitions, and independent workers never wait on each other the way
-        per-chunk parallel regions do (each costs a scheduler tick when the cores are shared). BLAS
-        is held to one thread meanwhile (process-wide, restored on return). Float keys are computed
-        per GEMM block whatever ``chunk_size`` is, so it changes memory, never results.
+        ``top``: the exact ``min(k, G)`` nearest gallery columns of each row, by (distance, index) ([n, 0]
+        when k = 0). ``keys``: keys ordering each row exactly (float64, or Hamming's unique integers) when
+        ``full_ranking`` is asked for or the distance is Hamming, else None. Blocks of ``GEMM_ROWS`` queries
+        run on ``workers`` threads, each with single-threaded BLAS; a row's result depends only on its
+        block, never on ``chunk_size`` (which bounds the selection's memory).
         """
         workers = workers or default_workers()
         if chunk_size is None:
@@ -262,80 +446,130 @@ class PairwiseScorer:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         order = np.arange(self.n_queries) if order is None else order
         blocks = [order[rows] for rows in chunk_bounds(len(order), GEMM_ROWS)]
+        chunk_size = min(chunk_size, GEMM_ROWS)
+
+        def exact_block(rows: np.ndarray, keys: np.ndarray) -> list[T]:
+            return [
+                score(rows[chunk], smallest_k(keys[chunk], k), keys[chunk] if full_ranking else None)
+                for chunk in chunk_bounds(len(rows), chunk_size)
+            ]
 
         def score_block(rows: np.ndarray) -> list[T]:
-            keys = None if self.distance == "hamming" else self.sort_keys(rows)  # Hamming: per chunk
+            if self.distance == "hamming":
+                results = []
+                for chunk in chunk_bounds(len(rows), chunk_size):
+                    keys = self.hamming_keys(rows[chunk])
+                    results.append(score(rows[chunk], smallest_k(keys, k), keys))
+                return results
+            if full_ranking or not k:
+                return exact_block(rows, self.exact_keys(rows) if full_ranking else np.empty((len(rows), 0)))
+            keys32, bounds = self.float32_keys(rows), self.bounds(rows)
+            budget = int(_RESCORED_SHARE_LIMIT * len(rows) * self.n_gallery)
+            tops = []
+            for chunk in chunk_bounds(len(rows), chunk_size):
+                top, budget = _smallest_k_within_bounds(
+                    keys32[chunk],
+                    bounds[chunk],
+                    k,
+                    lambda r, c, chunk_rows=rows[chunk]: self.exact_pair_keys(chunk_rows[r], c),
+                    budget,
+                )
+                if top is None:  # too many near-ties in this block: float64 GEMM instead
+                    return exact_block(rows, self.exact_keys(rows))
+                tops.append(top)
             return [
-                score(rows[chunk], self.sort_keys(rows[chunk]) if keys is None else keys[chunk])
-                for chunk in chunk_bounds(len(rows), chunk_size)
+                score(rows[chunk], top, None)
+                for chunk, top in zip(chunk_bounds(len(rows), chunk_size), tops, strict=True)
             ]
 
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             return [result for block in pool.map(score_block, blocks) for result in block]
 
-    def distances(self, rows: slice | np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """Distances of the given query rows from (a selection of) their sort keys, as float32."""
-        if self.distance == "hamming":
-            return (keys // self.n_gallery).astype(np.float32)
-        if self.vectors_per_query:  # keys are already -cos or squared distances
-            if self.distance == "cosine":
-                return (1.0 + keys.astype(np.float64)).astype(np.float32)
-            return np.sqrt(np.maximum(keys.astype(np.float64), 0.0)).astype(np.float32)
-        q = _float32_rows(self._queries[rows]).astype(np.float64)
-        squared = (q * q).sum(1, keepdims=True)
-        if self.distance == "cosine":
-            norm = np.sqrt(squared)
-            return np.where(norm > 0, 1.0 + keys / np.where(norm > 0, norm, 1.0), 1.0).astype(np.float32)
-        return np.sqrt(np.maximum(keys + squared, 0.0)).astype(np.float32)
+
+def _blocked_gemm(left: np.ndarray, right: np.ndarray, dtype: type) -> np.ndarray:
+    """``left @ right.T`` computed on fixed blocks of ``GEMM_ROWS`` rows of ``left``."""
+    out = np.empty((len(left), len(right)), dtype=dtype)
+    for start in range(0, len(left), GEMM_ROWS):
+        np.matmul(left[start : start + GEMM_ROWS], right.T, out=out[start : start + GEMM_ROWS])
+    return out
 
 
-# --- exact selection on sort keys -------------------------------------------------------------------
-def composite_keys(keys: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
-    """Unique int64 keys sorting like (float key, column): ``ordered(float32 bits) << 31 | column``.
-
-    ``columns`` are the gallery columns of ``keys`` (default: 0..G-1). The float32 bit pattern is mapped
-    to an integer of the same order (negative floats get their magnitude bits flipped); ``-0.0`` is
-    folded onto ``+0.0`` first since they compare equal. Decode the column with ``& INDEX_MASK``.
-    """
-    if columns is None:
-        columns = np.arange(keys.shape[1], dtype=np.int64)
-    bits = (keys.astype(np.float32) + np.float32(0.0)).view(np.int32)
-    ordered = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).astype(np.int64) + 2**31
-    return (ordered << _INDEX_BITS) | columns
-
-
+# --- exact selection ------------------------------------------------------------------------------------
 def smallest_k(keys: np.ndarray, k: int) -> np.ndarray:
     """Columns of the ``min(k, G)`` smallest keys of each row, ascending by (key, column index).
 
-    Integer keys are Hamming composites (unique): partition + sort is exact. Float keys: the k+1
-    smallest are found with a SIMD partition and sorted by composite keys; rows whose k-th and (k+1)-th
-    keys are equal (the top-k set is then decided by the index) are redone on full composite keys.
+    Exact for any key dtype (the keys are taken as they are). Integer keys are Hamming composites (unique).
     """
     n_rows, n_gallery = keys.shape
     k = min(k, n_gallery)
+    if k == 0:
+        return np.empty((n_rows, 0), dtype=np.int64)
     if keys.dtype.kind in "iu":
         top = np.partition(keys, k - 1, axis=1)[:, :k] if k < n_gallery else keys.copy()
         top.sort(axis=1)
         return top % n_gallery
-    if k == n_gallery:
-        return np.sort(composite_keys(keys), axis=1) & INDEX_MASK
-    candidates = np.argpartition(keys, k, axis=1)[:, : k + 1]  # the k+1 smallest, in no order
-    ranked = np.sort(composite_keys(np.take_along_axis(keys, candidates, axis=1), candidates), axis=1)
-    columns = ranked[:, :k] & INDEX_MASK
-    tied = np.flatnonzero((ranked[:, k - 1] >> _INDEX_BITS) == (ranked[:, k] >> _INDEX_BITS))
-    if tied.size:
-        exact = np.partition(composite_keys(keys[tied]), k - 1, axis=1)[:, :k]
-        columns[tied] = np.sort(exact, axis=1) & INDEX_MASK
-    return columns
+    columns = _columns_up_to(keys, np.partition(keys, k - 1, axis=1)[:, k - 1] if k < n_gallery else None)
+    values = np.take_along_axis(keys, columns, axis=1)
+    order = np.lexsort((columns, values), axis=1)
+    return np.take_along_axis(columns, order, axis=1)[:, :k]
+
+
+def _columns_up_to(keys: np.ndarray, threshold: np.ndarray | None) -> np.ndarray:
+    """Columns holding (at least) every key <= the row's threshold (None: all columns)."""
+    n_rows, n_gallery = keys.shape
+    if threshold is not None:
+        count = int((keys <= threshold[:, None]).sum(axis=1).max())
+        if count < n_gallery:
+            return np.argpartition(keys, count - 1, axis=1)[:, :count]
+    return np.broadcast_to(np.arange(n_gallery), keys.shape).copy()
+
+
+def _smallest_k_within_bounds(
+    keys: np.ndarray,
+    bounds: np.ndarray,
+    k: int,
+    exact_keys: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    budget: int,
+) -> tuple[np.ndarray | None, int]:
+    """Exact top-k columns from float32 keys within ``bounds`` of the exact ones: (columns, budget left).
+
+    Candidates: keys <= (k-th smallest) + 2 bound (a superset of the exact top k). Sorted by float32 key,
+    runs of neighbours closer than 2 bound are re-scored by ``exact_keys(local rows, columns)`` and ordered
+    by (exact key, column); across runs the float32 order is the exact one. (None, budget) when more pairs
+    than ``budget`` would need re-scoring.
+    """
+    n_rows, n_gallery = keys.shape
+    k = min(k, n_gallery)
+    margin = 2.0 * bounds[:, None]
+    if k < n_gallery:
+        threshold = np.partition(keys, k - 1, axis=1)[:, k - 1].astype(np.float64) + margin[:, 0]
+    else:
+        threshold = np.full(n_rows, np.inf)
+    columns = _columns_up_to(keys, threshold if k < n_gallery else None)
+    values = np.take_along_axis(keys, columns, axis=1).astype(np.float64)
+    order = np.lexsort((columns, values), axis=1)
+    columns, values = np.take_along_axis(columns, order, axis=1), np.take_along_axis(values, order, axis=1)
+    close = (np.diff(values, axis=1) <= margin) & (values[:, 1:] <= threshold[:, None])
+    ambiguous = np.zeros(values.shape, dtype=bool)
+    ambiguous[:, 1:] |= close
+    ambiguous[:, :-1] |= close
+    rows, positions = np.nonzero(ambiguous)
+    if len(rows) > budget:
+        return None, budget
+    exact = np.zeros(values.shape)
+    exact[rows, positions] = exact_keys(rows, columns[rows, positions])
+    run = np.cumsum(np.concatenate([np.ones((n_rows, 1), dtype=bool), ~close], axis=1), axis=1)
+    order = np.lexsort((columns, exact, run), axis=1)
+    return np.take_along_axis(columns, order, axis=1)[:, :k], budget - len(rows)
 
 
 def relevant_ranks(keys: np.ndarray, relevant_columns: np.ndarray) -> np.ndarray:
     """1-based ranks of the ``relevant_columns`` in every row's full ranking, ascending per row: [rows, R].
 
+    ``keys`` order each row exactly (float64 exact keys, or Hamming's unique integers).
     rank(j) = 1 + #{i : key_i < key_j} + #{i < j : key_i = key_j}. The first count is a binary search of
     the row's sorted keys; the second is only non-zero when key_j is shared, which a look at the next
-    sorted key reveals. Float32 keys of a large gallery do repeat (a few times per row of 10^4), so a
-    shared key is counted directly, or, for rows with many of them, the row is ranked on composite keys.
+    sorted key reveals: shared keys are counted directly or, for rows with many, the row is lexsorted.
     """
     n_gallery = keys.shape[1]
     sorted_keys = np.sort(keys, axis=1)
@@ -348,16 +582,22 @@ def relevant_ranks(keys: np.ndarray, relevant_columns: np.ndarray) -> np.ndarray
         shared &= ranks < n_gallery
         many = np.flatnonzero(shared.sum(axis=1) > _MAX_SHARED_KEYS_COUNTED)
         if many.size:
-            unique = composite_keys(keys[many])
-            ranks[many] = _sorted_row_ranks(
-                np.sort(unique, axis=1), np.sort(unique[:, relevant_columns], axis=1)
+            row_order = np.lexsort(
+                (np.broadcast_to(np.arange(n_gallery), (many.size, n_gallery)), keys[many])
             )
+            position = np.empty_like(row_order)
+            np.put_along_axis(position, row_order, np.arange(1, n_gallery + 1)[None, :], axis=1)
+            ranks[many] = np.sort(position[:, relevant_columns], axis=1)
             shared[many] = False
-        for row, position in zip(*np.nonzero(shared), strict=True):
-            column = relevant_columns[order[row, position]]
-            ranks[row, position] += np.count_nonzero(keys[row, :column] == relevant_keys[row, position])
+        for row, index in zip(*np.nonzero(shared), strict=True):
+            column = relevant_columns[order[row, index]]
+            ranks[row, index] += np.count_nonzero(keys[row, :column] == relevant_keys[row, index])
         ranks.sort(axis=1)
     return ranks
+
+
+# map@all: rows with more shared relevant keys than this are lexsorted (cheaper there)
+_MAX_SHARED_KEYS_COUNTED = 32
 
 
 def _sorted_row_ranks(sorted_keys: np.ndarray, row_keys: np.ndarray) -> np.ndarray:
@@ -380,17 +620,16 @@ def top_k(
 ) -> tuple[Tensor, Tensor]:
     """Exact k nearest gallery items of every query: (distances [Q, k'], indices [Q, k']), k' = min(k, G).
 
-    Rows are ordered by ascending distance, ties by ascending gallery index.
+    Rows are ordered by ascending distance, ties by ascending gallery index; distances are float64.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     scorer = PairwiseScorer(queries, gallery, distance)
 
-    def search(rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        columns = smallest_k(keys, k)
-        return scorer.distances(rows, np.take_along_axis(keys, columns, axis=1)), columns
+    def search(rows: np.ndarray, columns: np.ndarray, keys: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        return scorer.distances(rows, columns), columns
 
-    results = scorer.map_blocks(search, chunk_size=chunk_size)
+    results = scorer.map_blocks(search, chunk_size=chunk_size, k=k)
     distances = np.concatenate([d for d, _ in results])
     indices = np.concatenate([c for _, c in results]).astype(np.int64)
     return torch.from_numpy(distances), torch.from_numpy(indices)

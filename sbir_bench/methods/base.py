@@ -94,7 +94,9 @@ class RetrievalMethod(L.LightningModule):
         self._buffers_by_loader = {}
         (q, ql), (g, gl) = gathered["query"], gathered["gallery"]
         self.last_embeddings = {"query": (q, ql), "gallery": (g, gl)}
-        metrics = evaluate(q, ql, g, gl, distance=self.distance, metrics=self.eval_metrics)
+        metrics = evaluate(  # test results carry chance/<m> and ceiling/<m> beside each metric
+            q, ql, g, gl, distance=self.distance, metrics=self.eval_metrics, references=stage == "test"
+        )
         self.last_metrics = metrics
         # every rank holds the same gathered data and so the same numbers: no sync needed
         self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items()}, sync_dist=False)

@@ -11,10 +11,13 @@ from sbir_bench.evaluation.engine import evaluate
 from sbir_bench.evaluation.metrics import (
     average_precision,
     average_precision_at_k,
+    average_precision_at_k_voc,
     average_precision_at_k_yelamarthi,
+    average_precision_voc,
     hits_at_k,
     parse_metric,
     precision_at_k,
+    precision_at_min_k_r,
 )
 
 # One query of class 1 against 7 gallery items on a line, at distances 1..7 (so rank = position):
@@ -22,28 +25,31 @@ from sbir_bench.evaluation.metrics import (
 GALLERY_POSITIONS = np.arange(1.0, 8.0)[:, None]
 GALLERY_LABELS = np.array([1, 0, 1, 0, 0, 0, 1])
 RELEVANCE = (GALLERY_LABELS == 1)[None, :]
+R = np.array([3])
+# A second case where interpolation matters: labels by rank 0, 1, 1, 0 (query class 1), R = 2.
+INTERPOLATED = np.array([[False, True, True, False]])
 
 
 def test_precision_at_k_by_hand():
     # p@5 = hits@5 / 5 = 2/5; p@10 with only 7 items: 3/10 (K stays 10)
     assert hits_at_k(RELEVANCE, 5).tolist() == [2]
-    assert precision_at_k(RELEVANCE, 5).tolist() == [pytest.approx(0.4)]
-    assert precision_at_k(RELEVANCE, 10).tolist() == [pytest.approx(0.3)]
+    assert precision_at_k(RELEVANCE, 5, R).tolist() == [pytest.approx(0.4)]
+    assert precision_at_k(RELEVANCE, 10, R).tolist() == [pytest.approx(0.3)]
 
 
 def test_map_at_k_by_hand():
     # ranks 1 and 3 in the top 5: P(1) = 1, P(3) = 2/3, sum 5/3, divided by hits@5 = 2 -> 5/6
-    assert average_precision_at_k(RELEVANCE, 5).tolist() == [pytest.approx(5 / 6)]
+    assert average_precision_at_k(RELEVANCE, 5, R).tolist() == [pytest.approx(5 / 6)]
     # top 10 holds all three: (1 + 2/3 + 3/7) / 3
-    assert average_precision_at_k(RELEVANCE, 10).tolist() == [pytest.approx((1 + 2 / 3 + 3 / 7) / 3)]
+    assert average_precision_at_k(RELEVANCE, 10, R).tolist() == [pytest.approx((1 + 2 / 3 + 3 / 7) / 3)]
     # no relevant item within the top K: 0 by definition (not 0/0)
-    assert average_precision_at_k(np.array([[False, True]]), 1).tolist() == [0.0]
+    assert average_precision_at_k(np.array([[False, True]]), 1, np.array([1])).tolist() == [0.0]
 
 
 def test_map_at_k_yelamarthi_by_hand():
     # same sum 5/3 divided by K = 5 -> 1/3; at K = 10: (1 + 2/3 + 3/7) / 10
-    assert average_precision_at_k_yelamarthi(RELEVANCE, 5).tolist() == [pytest.approx(1 / 3)]
-    assert average_precision_at_k_yelamarthi(RELEVANCE, 10).tolist() == [
+    assert average_precision_at_k_yelamarthi(RELEVANCE, 5, R).tolist() == [pytest.approx(1 / 3)]
+    assert average_precision_at_k_yelamarthi(RELEVANCE, 10, R).tolist() == [
         pytest.approx((1 + 2 / 3 + 3 / 7) / 10)
     ]
 
@@ -52,6 +58,53 @@ def test_map_all_by_hand():
     # (1/1 + 2/3 + 3/7) / 3 = 0.698412...
     assert average_precision(np.array([[1, 3, 7]])).tolist() == [pytest.approx((1 + 2 / 3 + 3 / 7) / 3)]
     assert np.isnan(average_precision(np.zeros((2, 0), dtype=int))).all()
+
+
+def test_precision_at_min_k_r_by_hand():
+    # p@5_minr: min(5, R=3) = 3 -> hits@3 / 3 = 2/3; p@2_minr: hits@2 / 2 = 1/2; R = 0: undefined
+    assert precision_at_min_k_r(RELEVANCE, 5, R).tolist() == [pytest.approx(2 / 3)]
+    assert precision_at_min_k_r(RELEVANCE, 2, R).tolist() == [pytest.approx(1 / 2)]
+    assert np.isnan(precision_at_min_k_r(np.zeros((1, 4), dtype=bool), 3, np.array([0]))).all()
+
+
+def test_map_at_k_voc_by_hand():
+    # relevant ranks 1, 3 within the top 5; interpolated P: max(P(1..5)) = 1 and max(P(3), P(4), P(5)) =
+    # max(2/3, 1/2, 2/5) = 2/3; divided by min(5, R=3) = 3 -> 5/9
+    assert average_precision_at_k_voc(RELEVANCE, 5, R).tolist() == [pytest.approx(5 / 9)]
+    # ranks 2, 3 (R = 2): at K = 2 only rank 2 counts, P(2) = 1/2, / min(2, 2) -> 1/4; at K = 3 both
+    # ranks take max(P(2), P(3)) = 2/3: (2/3 + 2/3) / 2 = 2/3 (non-interpolated map@3 would be 7/12)
+    assert average_precision_at_k_voc(INTERPOLATED, 2, np.array([2])).tolist() == [pytest.approx(1 / 4)]
+    assert average_precision_at_k_voc(INTERPOLATED, 3, np.array([2])).tolist() == [pytest.approx(2 / 3)]
+    assert average_precision_at_k(INTERPOLATED, 3, np.array([2])).tolist() == [pytest.approx(7 / 12)]
+    assert np.isnan(average_precision_at_k_voc(np.zeros((1, 3), dtype=bool), 3, np.array([0]))).all()
+
+
+def test_map_all_voc_by_hand():
+    # ranks 2, 3: P = 1/2, 2/3 -> interpolated 2/3, 2/3 -> 2/3 (map@all: (1/2 + 2/3) / 2 = 7/12)
+    assert average_precision_voc(np.array([[2, 3]])).tolist() == [pytest.approx(2 / 3)]
+    assert average_precision(np.array([[2, 3]])).tolist() == [pytest.approx(7 / 12)]
+    # ranks 1, 3, 7: P = 1, 2/3, 3/7 already decreasing: equal to map@all
+    assert average_precision_voc(np.array([[1, 3, 7]])).tolist() == [pytest.approx((1 + 2 / 3 + 3 / 7) / 3)]
+    assert np.isnan(average_precision_voc(np.zeros((2, 0), dtype=int))).all()
+
+
+def test_engine_reproduces_the_field_conventions_by_hand():
+    # the INTERPOLATED case through the engine, plus a query of class 2 (no relevant item): left out of
+    # map@K_voc, map@all_voc and p@K_minr (and counted), 0 in p@K
+    result = evaluate(
+        np.zeros((2, 1)),
+        np.array([1, 2]),
+        np.arange(1.0, 5.0)[:, None],
+        np.array([0, 1, 1, 0]),
+        distance="euclidean",
+        metrics=("map@3_voc", "map@all_voc", "p@3_minr", "p@3", "map@all"),
+    )
+    assert result["map@3_voc"] == pytest.approx(2 / 3)
+    assert result["map@all_voc"] == pytest.approx(2 / 3)
+    assert result["p@3_minr"] == pytest.approx(1 / 2)  # hits@min(3, R=2) = hits@2 = 1, over 2
+    assert result["p@3"] == pytest.approx(2 / 3 / 2)
+    assert result["map@all"] == pytest.approx(7 / 12)
+    assert result["n_queries_without_relevant"] == 1
 
 
 def test_engine_reproduces_the_hand_worked_example():
@@ -103,18 +156,25 @@ def test_map_all_is_nan_when_no_query_has_a_relevant_item():
     [
         ("p@100", 100, precision_at_k),
         ("p@7", 7, precision_at_k),
+        ("p@200_minr", 200, precision_at_min_k_r),
         ("map@200", 200, average_precision_at_k),
         ("map@200_yelamarthi", 200, average_precision_at_k_yelamarthi),
-        ("map@all", None, None),
+        ("map@200_voc", 200, average_precision_at_k_voc),
+        ("map@all", None, average_precision),
+        ("map@all_voc", None, average_precision_voc),
     ],
 )
 def test_metric_names_parse(name, k, function):
     spec = parse_metric(name)
-    assert (spec.name, spec.k, spec.top_k_metric) == (name, k, function)
+    assert (spec.name, spec.k) == (name, k)
+    assert (spec.top_k_metric if k is not None else spec.ranks_metric) is function
+    left_out = name.startswith("map@all") or name.endswith(("_voc", "_minr"))
+    assert spec.undefined_without_relevant == left_out
 
 
 @pytest.mark.parametrize(
-    "name", ["p@0", "map@", "P@100", "p@100_yelamarthi", "map@all_voc", "mAP", "acc@1", "p@-1"]
+    "name",
+    ["p@0", "map@", "P@100", "p@100_yelamarthi", "p@100_voc", "map@all_minr", "mAP", "acc@1", "p@-1"],
 )
 def test_unknown_metric_names_are_refused_with_the_known_forms(name):
     with pytest.raises(ValueError, match=r"map@<K>_yelamarthi"):

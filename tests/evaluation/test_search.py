@@ -8,12 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sbir_bench.evaluation import search
 from sbir_bench.evaluation.search import (
-    INDEX_MASK,
     PairwiseScorer,
-    composite_keys,
     default_chunk_size,
     first_identical_rows,
+    integer_factors,
     relevant_ranks,
     smallest_k,
     top_k,
@@ -49,8 +49,8 @@ def test_top_k_matches_brute_force_with_duplicates(distance, k):
     expected = ranking(reference)[:, :k]
     assert indices.shape == expected.shape == (len(queries), min(k, len(gallery)))
     np.testing.assert_array_equal(indices.numpy(), expected)
-    # keys are |g|^2 - 2<q, g> in float32: near-duplicates lose about sqrt(eps) * |q| to cancellation
-    np.testing.assert_allclose(distances.numpy(), np.take_along_axis(reference, expected, 1), atol=3e-3)
+    # distances come from the exact float64 keys: no float32 cancellation
+    np.testing.assert_allclose(distances.numpy(), np.take_along_axis(reference, expected, 1), atol=1e-9)
 
 
 @pytest.mark.parametrize("k", [1, 3, 8, 36, 37])
@@ -109,18 +109,35 @@ def test_chunk_size_does_not_change_the_result(distance):
 
 @pytest.mark.parametrize("distance", ["cosine", "euclidean"])
 def test_identical_gallery_vectors_are_exact_ties_wherever_they_sit(distance):
-    # BLAS may round the same dot product differently in different columns; identical vectors share one
+    # BLAS may round the same dot product differently in different columns; identical vectors must tie.
+    # Reference: float64 distances of the distinct vectors, copied to the duplicates (exact ties).
     rng = np.random.default_rng(7)
     queries = rng.standard_normal((150, 64)).astype(np.float32)
     gallery = rng.standard_normal((700, 64)).astype(np.float32)
     copies = [3, 250, 511, 640, 699]
     gallery[copies] = gallery[100]
-    keys = np.concatenate(PairwiseScorer(queries, gallery, distance).map_blocks(lambda rows, keys: keys))
-    assert (keys[:, copies] == keys[:, [100]]).all()
+    distinct = np.setdiff1d(np.arange(700), copies)
+    expected_distances = np.empty((150, 700))
+    expected_distances[:, distinct] = distance_matrix(queries, gallery[distinct], distance)
+    expected_distances[:, copies] = expected_distances[:, [100]]
     _, indices = top_k(queries, gallery, 700, distance=distance)
-    np.testing.assert_array_equal(indices.numpy(), ranking(keys))
+    np.testing.assert_array_equal(indices.numpy(), ranking(expected_distances))
     positions = np.argsort(indices.numpy(), axis=1)[:, [3, 100, 250, 511, 640, 699]]
-    assert (np.diff(positions, axis=1) >= 1).all()  # by ascending index (other items may tie too)
+    assert (np.diff(positions, axis=1) == 1).all()  # adjacent, by ascending index
+
+
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+def test_the_float64_gemm_path_gives_the_same_rankings(distance, monkeypatch):
+    # with no budget for re-scoring pairs, every block takes the float64 GEMM path
+    queries, gallery = _float_data(8, n_queries=40, n_gallery=300)
+    expected = top_k(queries, gallery, 50, distance=distance)
+    monkeypatch.setattr(search, "_RESCORED_SHARE_LIMIT", 0.0)
+    assert torch.equal(top_k(queries, gallery, 50, distance=distance)[1], expected[1])
+
+
+def test_integer_factors():
+    rows = np.array([[3.0, -6.0, 9.0], [1e19, 2e19, 0.0], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [0.5, 1.5, 2.0]])
+    assert integer_factors(rows).tolist() == [3.0, 1e19, 0.0, 0.0, 0.5]
 
 
 def test_first_identical_rows():
@@ -166,18 +183,6 @@ def test_default_chunk_size_follows_the_memory_budget():
     assert default_chunk_size(10**12, workers=2) == 1
 
 
-float32_values = st.floats(allow_nan=False, width=32) | st.sampled_from([0.0, -0.0, 1.0, -1.0])
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(float32_values, min_size=1, max_size=40))
-def test_composite_keys_sort_like_value_then_index(values):
-    keys = np.array([values], dtype=np.float32)
-    composite = composite_keys(keys)[0]
-    expected = np.lexsort((np.arange(len(values)), keys[0].astype(np.float64)))  # -0.0 == 0.0 here
-    np.testing.assert_array_equal(np.sort(composite) & INDEX_MASK, expected)
-
-
 # integer-valued keys with many ties, and strictly increasing maps that are exact on them in float32
 monotone_maps = [lambda x: 3 * x + 7, lambda x: x**3, lambda x: np.exp(x / 4)]
 
@@ -211,14 +216,22 @@ def test_relevant_ranks_with_many_shared_keys_use_the_exact_row_path():
     np.testing.assert_array_equal(relevant_ranks(keys, relevant), expected)
 
 
-def test_scorer_keys_order_rows_like_the_distances():
-    queries, gallery = _float_data(3)
-    for distance in ("cosine", "euclidean"):
-        scorer = PairwiseScorer(queries, gallery, distance)
-        keys = scorer.sort_keys(np.arange(len(queries)))
-        reference = distance_matrix(queries, gallery, distance)
-        np.testing.assert_allclose(scorer.distances(np.arange(len(queries)), keys), reference, atol=3e-3)
-        np.testing.assert_array_equal(ranking(keys), ranking(reference))
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+def test_float32_keys_lie_within_their_bounds_of_the_exact_keys(distance):
+    rng = np.random.default_rng(3)
+    queries = rng.standard_normal((50, 300)) * rng.uniform(0.1, 10, (50, 1)) + 5.0
+    gallery = rng.standard_normal((400, 300)) * rng.uniform(0.1, 10, (400, 1)) + 5.0
+    scorer = PairwiseScorer(queries, gallery, distance)
+    rows = np.arange(50)
+    exact, float32 = scorer.exact_keys(rows), scorer.float32_keys(rows).astype(np.float64)
+    if distance == "cosine":  # float32 keys are -cos, exact keys -sign(cos) cos^2
+        exact = -np.sign(-exact) * np.sqrt(np.abs(exact))
+    error = np.abs(float32 - exact).max(axis=1)
+    assert (error <= scorer.bounds(rows)).all()
+    assert (error > 0).any()  # the float32 keys are not exact: the bound is exercised
+    np.testing.assert_array_equal(
+        ranking(scorer.exact_keys(rows)), ranking(distance_matrix(queries, gallery, distance))
+    )
 
 
 @pytest.mark.parametrize("distance", ["cosine", "euclidean"])
@@ -231,7 +244,7 @@ def test_multi_vector_queries_rank_by_their_closest_vector(distance: str) -> Non
     distances, indices = top_k(queries, gallery, 7, distance=distance)
     expected = np.argsort(closest, axis=1, kind="stable")[:, :7]
     np.testing.assert_array_equal(indices.numpy(), expected)
-    np.testing.assert_allclose(distances.numpy(), np.take_along_axis(closest, expected, 1), atol=1e-5)
+    np.testing.assert_allclose(distances.numpy(), np.take_along_axis(closest, expected, 1), atol=1e-9)
 
 
 def test_multi_vector_queries_refuse_hamming() -> None:

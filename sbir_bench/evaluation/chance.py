@@ -1,0 +1,141 @@
+"""Chance level and ceiling of every metric, from the relevant counts alone.
+
+For a query with R relevant items among G, *chance* is the expected value of a metric under a uniformly
+random ranking of the gallery and *ceiling* its value under a perfect ranking (the R relevant items
+first). Both are averaged over queries exactly as the metric is (queries with R = 0 count as 0 where the
+metric counts them, and are left out where it leaves them out). Queries are grouped by distinct R.
+
+How each chance level is computed (K' = min(K, G), H_n = 1 + 1/2 + ... + 1/n):
+
+- ``p@K``: R K' / (G K), exact. ``p@K_minr``: R / G, exact.
+- ``map@K_yelamarthi`` and ``map@all``: exact closed forms, by linearity from
+  E[rel(k) hits@k] = (R/G)(1 + (k-1)(R-1)/(G-1)); e.g. ``map@all`` = (1/G) [H_G + (R-1)(G - H_G)/(G-1)].
+- ``map@K``: exact, conditioning on the hypergeometric number h of hits in the top K' (the h positions
+  are then uniform): E[map@K | h] = (1/K') [H_K' + (h-1)(K' - H_K')/(K'-1)].
+- ``map@K_voc`` and ``map@all_voc`` (interpolated): Monte-Carlo, ``shuffles`` seeded random rankings per
+  distinct R (seed from (R, G), so a value never depends on the other queries), with its standard error.
+
+Ceilings: ``p@K`` min(R, K)/K; ``map@K_yelamarthi`` min(R, K)/K; every other metric 1 (R > 0), and 0 for
+queries with R = 0 where the metric counts them as 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import hypergeom
+
+from sbir_bench.evaluation.metrics import (
+    MetricSpec,
+    average_precision_at_k,
+    average_precision_at_k_voc,
+    average_precision_at_k_yelamarthi,
+    average_precision_voc,
+    parse_metric,
+    precision_at_k,
+    precision_at_min_k_r,
+)
+
+DEFAULT_SHUFFLES = 4000
+
+
+@dataclass(frozen=True)
+class MetricReference:
+    """Chance level and ceiling of one metric (mean over queries); ``chance_standard_error`` is 0 where the
+    chance level is exact and the Monte-Carlo standard error otherwise. NaN where the metric is undefined."""
+
+    chance: float
+    ceiling: float
+    chance_standard_error: float
+    exact: bool
+
+
+def _harmonic(n: int) -> float:
+    return float(np.sum(1.0 / np.arange(1, n + 1)))
+
+
+def _expected_precision_sum(n_relevant: int, n_gallery: int, depth: int) -> float:
+    """E[sum_{k <= depth} rel(k) P(k)] under a random ranking (exact)."""
+    if n_relevant == 0:
+        return 0.0
+    harmonic = _harmonic(depth)
+    pair = (n_relevant - 1) / (n_gallery - 1) if n_gallery > 1 else 0.0
+    return n_relevant / n_gallery * (harmonic + pair * (depth - harmonic))
+
+
+def _expected_map_at_k(n_relevant: int, n_gallery: int, depth: int) -> float:
+    """E[map@K] (hits@K' = h is hypergeometric; given h the hits are uniform in the top K')."""
+    hits = np.arange(1, min(n_relevant, depth) + 1)
+    if hits.size == 0:
+        return 0.0
+    harmonic = _harmonic(depth)
+    spread = (hits - 1) * (depth - harmonic) / (depth - 1) if depth > 1 else np.zeros(hits.size)
+    probability = hypergeom.pmf(hits, n_gallery, n_relevant, depth)
+    return float(np.sum(probability * (harmonic + spread) / depth))
+
+
+def _simulated(spec: MetricSpec, n_relevant: int, n_gallery: int, shuffles: int) -> tuple[float, float]:
+    """(mean, standard error) of an interpolated AP over seeded random rankings."""
+    rng = np.random.default_rng([n_relevant, n_gallery, spec.k or 0])
+    if spec.k is None:
+        ranks = np.stack(
+            [np.sort(rng.choice(n_gallery, n_relevant, replace=False)) + 1 for _ in range(shuffles)]
+        )
+        values = average_precision_voc(ranks)
+    else:
+        depth = min(spec.k, n_gallery)
+        hits = rng.hypergeometric(n_relevant, n_gallery - n_relevant, depth, size=shuffles)
+        positions = np.argsort(rng.random((shuffles, depth)), axis=1)
+        relevance = positions < hits[:, None]
+        values = average_precision_at_k_voc(relevance, spec.k, np.full(shuffles, n_relevant))
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(shuffles)) if shuffles > 1 else 0.0
+
+
+def _per_query(
+    spec: MetricSpec, n_relevant: int, n_gallery: int, shuffles: int
+) -> tuple[float, float, float]:
+    """(chance, its standard error, ceiling) for one query with R = n_relevant (R > 0)."""
+    function, k = spec.top_k_metric, spec.k
+    if k is not None:
+        depth = min(k, n_gallery)
+        if function is precision_at_k:
+            return n_relevant * depth / (n_gallery * k), np.nan, min(n_relevant, k) / k
+        if function is precision_at_min_k_r:
+            return n_relevant / n_gallery, np.nan, 1.0
+        if function is average_precision_at_k:
+            return _expected_map_at_k(n_relevant, n_gallery, depth), np.nan, 1.0
+        if function is average_precision_at_k_yelamarthi:
+            return _expected_precision_sum(n_relevant, n_gallery, depth) / k, np.nan, min(n_relevant, k) / k
+    elif spec.ranks_metric is not average_precision_voc:  # map@all
+        return _expected_precision_sum(n_relevant, n_gallery, n_gallery) / n_relevant, np.nan, 1.0
+    chance, error = _simulated(spec, n_relevant, n_gallery, shuffles)
+    return chance, error, 1.0
+
+
+def chance_and_ceiling(
+    metric: str | MetricSpec, n_relevant: np.ndarray, n_gallery: int, *, shuffles: int = DEFAULT_SHUFFLES
+) -> MetricReference:
+    """Chance level and ceiling of ``metric`` for queries with ``n_relevant`` relevant items among
+    ``n_gallery``, averaged as the engine averages the metric (module docstring)."""
+    spec = parse_metric(metric) if isinstance(metric, str) else metric
+    n_relevant = np.asarray(n_relevant, dtype=np.int64)
+    if n_gallery < 1 or (n_relevant < 0).any() or (n_relevant > n_gallery).any():
+        raise ValueError(f"relevant counts must lie in 0..{n_gallery} (the gallery size)")
+    values, counts = np.unique(n_relevant, return_counts=True)
+    if spec.undefined_without_relevant:
+        counts = np.where(values > 0, counts, 0)
+    if counts.sum() == 0:
+        return MetricReference(float("nan"), float("nan"), float("nan"), True)
+    weights = counts / counts.sum()
+    chance = ceiling = variance = 0.0
+    exact = True
+    for value, weight in zip(values.tolist(), weights.tolist(), strict=True):
+        if value == 0 or weight == 0:
+            continue  # counted as 0 (or left out: weight 0)
+        mean, error, best = _per_query(spec, value, n_gallery, shuffles)
+        chance += weight * mean
+        ceiling += weight * best
+        exact &= bool(np.isnan(error))
+        variance += 0.0 if np.isnan(error) else (weight * error) ** 2
+    return MetricReference(chance, ceiling, float(np.sqrt(variance)), exact)
