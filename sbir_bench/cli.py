@@ -58,20 +58,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sbir_bench.evaluation.engine import DEFAULT_METRICS
-    from sbir_bench.evaluation.io import evaluate_files
+    from sbir_bench.evaluation.io import evaluate_files, json_ready
     from sbir_bench.leaderboard.record import atomic_write_json
 
     metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
     result = evaluate_files(args.queries, args.gallery, metrics=metrics, distance=args.distance)
     width = max(len(k) for k in result)
     for key, value in result.items():
-        print(f"{key:<{width}}  {value:.4f}" if not key.startswith("n_") else f"{key:<{width}}  {int(value)}")
+        shown = "undefined (no query has a relevant item)" if value != value else f"{value:.4f}"
+        print(f"{key:<{width}}  {shown}" if not key.startswith("n_") else f"{key:<{width}}  {int(value)}")
     if args.out:
         payload = {
             "queries": str(args.queries),
             "gallery": str(args.gallery),
             "distance": args.distance,
-            **result,
+            **json_ready(result, metrics),
         }
         atomic_write_json(Path(args.out), payload)
         print(f"wrote {args.out}")
@@ -243,7 +244,12 @@ def parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--queries", required=True, type=Path)
     evaluate.add_argument("--gallery", required=True, type=Path)
-    evaluate.add_argument("--metric", action="append", help="repeatable; default: the leaderboard metrics")
+    evaluate.add_argument(
+        "--metric",
+        action="append",
+        help="repeatable: p@K, p@K_minr, map@K, map@K_yelamarthi, map@K_voc, map@all, map@all_voc "
+        "(default: the leaderboard metrics)",
+    )
     evaluate.add_argument("--distance", default="cosine", choices=("cosine", "euclidean", "hamming"))
     evaluate.add_argument("--out", type=Path, help="write the metrics as JSON here")
     evaluate.set_defaults(func=cmd_evaluate)
