@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from sbir_bench.cli import main
+from sbir_bench.data.records import SPLIT_PARTS
 from sbir_bench.registry import DATASETS
 
 from .data.readers.test_qmul import TEST, TRAIN, make_folders
+from .data.readers.test_sketchy import make_tree as make_sketchy_tree
 
 TINY_SYNTHETIC = {
     "num_classes": 6,
@@ -26,10 +29,30 @@ def synthetic_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cli-data-cache")
 
 
-def test_summary_table_of_the_synthetic_data(synthetic_cache, capsys):
+@pytest.fixture(scope="module")
+def synthetic_catalog(synthetic_cache):
+    """The catalog the summaries describe, read directly (its counts are the synthetic data's business)."""
+    return DATASETS.create("synthetic", cache_dir=str(synthetic_cache), progress=False, **TINY_SYNTHETIC)
+
+
+def used_counts(catalog, split_name: str) -> dict[str, int]:
+    """Sketches and photos of a split's parts, counted from the catalog."""
+    split = catalog.split(split_name)
+    used = np.unique(np.concatenate([split.part(part) for part in SPLIT_PARTS]))
+    domains = catalog.records["domain"].to_numpy()[used]
+    return {"sketches": int((domains == "sketch").sum()), "photos": int((domains == "photo").sum())}
+
+
+def test_summary_table_of_the_synthetic_data(synthetic_cache, synthetic_catalog, capsys):
     assert main(["data", "summary", "synthetic", "--cache-dir", str(synthetic_cache), *TINY_OPTIONS]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("synthetic: 6 classes, 24 photos, 24 sketches (fingerprint ")
+    domains = synthetic_catalog.records["domain"]
+    photos, sketches = (domains == "photo").sum(), (domains == "sketch").sum()
+    fingerprint = synthetic_catalog.fingerprint
+    assert sketches == 24
+    assert (
+        lines[0] == f"synthetic: 6 classes, {photos} photos, {sketches} sketches (fingerprint {fingerprint})"
+    )
     header = lines[1].split()
     assert header == [
         "split",
@@ -47,29 +70,34 @@ def test_summary_table_of_the_synthetic_data(synthetic_cache, capsys):
         "triplets",
     ]
     rows = {line.split()[0]: dict(zip(header, line.split(), strict=True)) for line in lines[2:]}
-    assert set(rows) == {"traditional", "zeroshot"}
+    assert set(rows) == set(synthetic_catalog.splits) and {"traditional", "zeroshot"} <= set(rows)
     assert rows["zeroshot"]["seen_classes"] == "4" and rows["zeroshot"]["unseen_classes"] == "2"
-    assert rows["traditional"]["sketches"] == rows["traditional"]["photos"] == "24"
+    for name, row in rows.items():
+        assert {k: int(row[k]) for k in ("sketches", "photos")} == used_counts(synthetic_catalog, name)
 
 
-def test_summary_json_matches_the_catalog(synthetic_cache, capsys):
+def test_summary_json_matches_the_catalog(synthetic_cache, synthetic_catalog, capsys):
     args = ["data", "summary", "synthetic", "--cache-dir", str(synthetic_cache), "--json", *TINY_OPTIONS]
     assert main([*args, "--split", "zeroshot"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    catalog = DATASETS.create("synthetic", cache_dir=str(synthetic_cache), progress=False, **TINY_SYNTHETIC)
+    catalog = synthetic_catalog
     split = catalog.split("zeroshot")
     assert summary["dataset"] == "synthetic" and summary["fingerprint"] == catalog.fingerprint
-    assert summary["records"] == {"photo": 24, "sketch": 24} and list(summary["splits"]) == ["zeroshot"]
+    records = catalog.records["domain"].value_counts().to_dict()
+    assert (
+        summary["records"] == records and records["sketch"] == 24 and list(summary["splits"]) == ["zeroshot"]
+    )
     counts = summary["splits"]["zeroshot"]
     assert {part: counts[part] for part in split.counts()} == split.counts()
     assert counts["setting"] == "zeroshot" and counts["shapes"] == 0 and counts["triplets"] == 0
-    assert counts["sketches"] == counts["photos"] == 24  # every record sits in one part of the split
+    assert {k: counts[k] for k in ("sketches", "photos")} == used_counts(catalog, "zeroshot")
 
 
-def test_summary_user_errors_are_one_line_with_exit_code_2(synthetic_cache, capsys):
+def test_summary_user_errors_are_one_line_with_exit_code_2(synthetic_cache, synthetic_catalog, capsys):
     base = ["data", "summary", "synthetic", "--cache-dir", str(synthetic_cache), *TINY_OPTIONS]
     assert main([*base, "--split", "nope"]) == 2
-    assert "has no split 'nope'; its splits: traditional, zeroshot" in capsys.readouterr().err
+    known = ", ".join(sorted(synthetic_catalog.splits))
+    assert f"has no split 'nope'; its splits: {known}" in capsys.readouterr().err
     assert main([*base, "--root", "/data"]) == 2
     err = capsys.readouterr().err
     assert "dataset 'synthetic' takes no option(s) ['root']" in err and "num_classes" in err
@@ -121,3 +149,32 @@ def test_check_options_reach_the_checker(tmp_path, capsys):
     assert "the packed .mat files not found" in capsys.readouterr().out
     assert main(["data", "check", "qmul_shoe", "--root", str(root), "-o", "colour=red"]) == 2
     assert "takes no option(s) ['colour']" in capsys.readouterr().err
+
+
+def test_summary_of_a_sketchy_tree_compares_every_zero_shot_split_with_its_source(tmp_path, capsys):
+    root = make_sketchy_tree(tmp_path / "Sketchy")
+    small = ["-o", "classes=present", "-o", "test_sketches_per_class=2", "-o", "val_photos_per_class=1"]
+    args = ["data", "summary", "sketchy", "--root", str(root), *small]
+    assert main([*args, "--json"]) == 0
+    splits = json.loads(capsys.readouterr().out)["splits"]
+    assert set(splits) == {
+        "zeroshot_yelamarthi",
+        "zeroshot_shen",
+        "gzs_yelamarthi",
+        "gzs_shen",
+        "traditional",
+    }
+    assert splits["gzs_shen"]["setting"] == "gzs" and splits["zeroshot_shen"]["setting"] == "zeroshot"
+    assert splits["gzs_shen"]["test_gallery"] == splits["zeroshot_shen"]["test_gallery"] + 2  # int(0.2 x 12)
+    shen = splits["zeroshot_shen"]
+    assert shen["literature_source"].startswith("SAKE's released file lists")
+    assert shen["literature"]["test_sketches"]["expected"] == 15_229
+    assert shen["literature"]["unseen_rendered_and_extended"]["expected"] == 17_101
+    assert splits["gzs_yelamarthi"]["literature"]["test_gallery_seen"] == {
+        "count": 2,
+        "expected": 2_090,
+        "difference": 2 - 2_090,
+    }
+    assert main([*args, "--split", "gzs_shen"]) == 0
+    printed = capsys.readouterr().out
+    assert "gzs_shen: counts beside the literature's\nsource: derived: zeroshot_shen's counts" in printed
