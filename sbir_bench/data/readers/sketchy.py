@@ -368,9 +368,9 @@ def _zeroshot_split(
 def _gzs_split(
     name: str, zeroshot: Split, tree: _Tree, items: list[_ClassItems], options: SketchyOptions
 ) -> Split:
-    """Generalised zero-shot ``name``: ``zeroshot`` with seen-class images that it does not train on added
-    to its gallery (and, rendered photos, taken out of its training part with their sketches; module
-    docstring)."""
+    """Generalised zero-shot ``name``: ``zeroshot``'s queries against its gallery plus seen-class images
+    it does not train on; a drawn rendered photo (``extended=false``) leaves training with its sketches
+    (module docstring)."""
     training = set(zeroshot.train.tolist())
     pools: dict[str, dict[str, int]] = {}  # seen class -> file stem -> record
     for label in zeroshot.seen_classes:

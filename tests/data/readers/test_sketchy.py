@@ -132,6 +132,9 @@ def test_generalised_splits_search_seen_class_images_no_split_trains_on(tree, sp
     training = catalog.records.iloc[np.concatenate([gzs.train, gzs.val_query, gzs.val_gallery])]
     assert not set(added["instance"]) & set(training["instance"])
     assert labels_of(catalog, gzs.test_gallery) == set(CLASSES)  # a gallery of every class
+    seen = {catalog.class_names[c] for c in gzs.seen_classes}
+    assert labels_of(catalog, gzs.train) == labels_of(catalog, gzs.val_query) == seen
+    assert seen | labels_of(catalog, gzs.test_query) == set(CLASSES) and len(seen) == 2
 
 
 def test_generalised_gallery_follows_the_documented_rule(tree):

@@ -131,6 +131,8 @@ def test_generalised_split_moves_seen_training_photos_to_the_gallery(tree):
     assert set(zeroshot.test_gallery) < set(gzs.test_gallery) and len(added) == 2  # int(0.2 x 2 x PHOTOS)
     assert labels_of(catalog, added) <= set(CLASSES) - UNSEEN
     assert labels_of(catalog, gzs.test_gallery) == set(CLASSES)  # a gallery of every class
+    seen = set(CLASSES) - UNSEEN
+    assert labels_of(catalog, gzs.train) == labels_of(catalog, gzs.val_gallery) == seen
     assert set(zeroshot.train) - set(gzs.train) == set(added)  # the drawn photos no longer train
     training = np.concatenate([gzs.train, gzs.val_query, gzs.val_gallery])
     assert not set(catalog.records["instance"].iloc[added]) & set(catalog.records["instance"].iloc[training])
