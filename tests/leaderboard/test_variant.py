@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sbir_bench.cli import main
-from sbir_bench.config import ConfigError, compose, config_hash
+from sbir_bench.config import ConfigError, available, compose, config_hash
 from sbir_bench.variant import registered_labels, resolve_variant
 
 
@@ -67,3 +67,32 @@ def test_bench_refuses_a_registered_label_before_running_anything(tmp_path, caps
     assert code == 2
     assert "variant 'default' is the label of a registered configuration" in capsys.readouterr().err
     assert not (tmp_path / "results").exists() and not (tmp_path / "outputs").exists(), "nothing written"
+
+
+def test_the_data_configs_of_one_dataset_are_one_configuration():
+    """A row joins a dataset's settings (traditional, zero-shot, gzs) under one config hash: the data configs
+    of a dataset may differ only in non-identity keys (which splits a command runs)."""
+    hashes: dict[str, set[str]] = {}
+    for data in available("data"):
+        cfg = compose([f"data={data}"])
+        hashes.setdefault(str(cfg.data.dataset), set()).add(config_hash(cfg))
+    assert {dataset: len(found) for dataset, found in hashes.items() if len(found) > 1} == {}
+
+
+def test_bench_labels_the_runs_of_another_configuration_custom(tmp_path, monkeypatch):
+    import sbir_bench.runner as runner
+
+    calls = []
+    monkeypatch.setattr(
+        runner, "run_one", lambda cfg, **kwargs: calls.append((cfg.variant, kwargs)) or (None, None)
+    )
+    (tmp_path / "results").mkdir()
+    paths = [f"paths.results_dir={tmp_path / 'results'}", f"paths.leaderboard_dir={tmp_path / 'board'}"]
+    cfg = compose(["data=synthetic_zs", "method.max_epochs=2", *paths])
+    runner.bench(cfg)
+    ((label, kwargs),) = calls
+    assert label == f"custom-{config_hash(cfg)}" == kwargs["variant"].name
+    assert (kwargs["variant"].registered_variant, kwargs["variant"].registered_hash) == (
+        "default",
+        config_hash(compose(["data=synthetic_zs"])),
+    )
