@@ -26,8 +26,12 @@ Where this implementation departs from that code (the spec names no such details
   queries, where the code draws fresh unseeded noise per query. Each query's embedding then depends on that
   query alone: evaluation is reproducible and independent of batching and of DDP sharding;
 - K-means over the samples (the paper's variant; the code's ``find_precision_kmeans`` is a stub) is offered
-  through ``kmeans_clusters``. ``kmeans_clusters == num_test_samples`` makes every sample its own centre,
-  which is the code's ``find_precision_min`` ranking (minimum distance over all samples).
+  through ``kmeans_clusters``. ``kmeans_clusters == num_test_samples`` makes every sample its own centre:
+  gallery items are ranked by their minimum distance over all samples, the ranking of the code's
+  ``find_precision_min`` (never called there), which draws 10 samples per query: it equals that function
+  with ``num_test_samples=10, kmeans_clusters=10``, not with the default 100 samples;
+- the checkpoint tested is the epoch of best validation mAP@200 on held-out seen-class data (the suite's
+  rule for every trained method), where the code tests the model after its last epoch.
 
 Default sizes are CPU-sized for 512-d features and keep every width's ratio to the feature dimension d of
 the paper (encoder d, d/2; latent d/4; decoder and regulariser hidden d/2): ``configs/method/cvae_paper.yaml``
@@ -154,10 +158,14 @@ class CVAE(RetrievalMethod):
         return self.decode(z, sketch.unsqueeze(1).expand(-1, num_samples, -1))
 
     # --- training ------------------------------------------------------------------------------------
+    def draw_noise(self, like: Tensor) -> Tensor:
+        """The reparameterisation noise ε ~ N(0, I), one draw per sample and latent dimension."""
+        return torch.randn_like(like)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         sketch, photo = batch["sketch"], batch["photo"]
         mu, log_var = self.encode(photo, sketch)
-        z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+        z = mu + torch.exp(0.5 * log_var) * self.draw_noise(mu)
         generated = self.decode(z, sketch)
         terms = {
             "reconstruction": cvae_reconstruction_loss(generated, photo),

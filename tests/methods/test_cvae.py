@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -181,6 +183,37 @@ def test_kmeans_rejects_impossible_cluster_counts():
 
 
 # --- training ------------------------------------------------------------------------------------------
+class Apply(nn.Module):
+    """A stand-in sub-network: any fixed function of its input."""
+
+    def __init__(self, function) -> None:
+        super().__init__()
+        self.function = function
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.function(x)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # no Trainer: nothing to log to
+def test_training_step_assembles_the_loss_from_the_sub_networks_and_the_noise():
+    model = small_cvae(dim=2, latent_dim=2, kl_weight=0.5, regulariser_weight=3.0)
+    model.encoder = Apply(lambda photo_sketch: photo_sketch)  # hidden = [x_img; x_sk]
+    model.mu_head = Apply(lambda hidden: hidden[:, :2] - hidden[:, 2:])  # μ = x_img − x_sk
+    model.log_var_head = Apply(lambda hidden: torch.full_like(hidden[:, :2], math.log(4.0)))  # σ = 2
+    model.decoder = Apply(lambda z_sketch: z_sketch[:, :2] - z_sketch[:, 2:])  # x̂_img = z − x_sk
+    model.regressor = Apply(lambda generated: generated)
+    model.draw_noise = lambda like: torch.tensor([[1.0, 0.0], [0.0, -1.0]])  # ε
+    photo = torch.tensor([[1.0, 2.0], [0.0, 1.0]])
+    sketch = torch.tensor([[1.0, 0.0], [2.0, 1.0]])
+    # μ = [[0, 2], [-2, 0]];  z = μ + 2ε = [[2, 2], [-2, -2]];  x̂_img = z − x_sk = [[1, 2], [-4, -3]]
+    # reconstruction: mean of (x̂_img − x_img)² = mean(0, 0, 16, 16) = 8
+    # KL per sample: ½ Σ_j (σ² + μ² − 1 − log σ²) = ½ (3 + 7 − 2 log 4) = 5 − log 4, for both samples
+    # regression: mean of (f_NN(x̂_img) − x_sk)² = mean(0, 4, 36, 16) = 14
+    expected = 8 + 0.5 * (5 - math.log(4.0)) + 3.0 * 14
+    loss = model.training_step({"sketch": sketch, "photo": photo, "label": torch.zeros(2)}, 0)
+    assert loss.item() == pytest.approx(expected, abs=1e-5)  # 52.5 − log 2
+
+
 def test_nan_loss_raises_a_clear_error():
     model = small_cvae()
     batch = {"sketch": torch.full((4, 32), float("nan")), "photo": torch.rand(4, 32), "label": torch.zeros(4)}
