@@ -1,0 +1,41 @@
+"""``sbir-bench evaluate --out``: undefined metrics are JSON null with the count of queries left out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from sbir_bench.cli import main
+from sbir_bench.evaluation.engine import evaluate
+
+
+def test_undefined_metrics_are_written_as_null_with_the_queries_they_leave_out(tmp_path, capsys):
+    np.savez(tmp_path / "q.npz", embeddings=np.ones((2, 3)), labels=np.array(["owl", "owl"]))
+    np.savez(tmp_path / "g.npz", embeddings=np.eye(3), labels=np.array(["cat", "dog", "cow"]))
+    out = tmp_path / "result.json"
+    arguments = ["evaluate", "--queries", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz")]
+    for name in ("p@2", "map@all", "map@all_voc", "map@2_voc", "p@2_minr"):
+        arguments += ["--metric", name]
+    assert main([*arguments, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["p@2"] == 0.0  # counted as 0
+    assert all(result[name] is None for name in ("map@all", "map@all_voc", "map@2_voc", "p@2_minr"))
+    assert result["queries_left_out"] == {"map@all": 2, "map@all_voc": 2, "map@2_voc": 2, "p@2_minr": 2}
+    assert result["n_queries_without_relevant"] == 2
+    assert "undefined (no query has a relevant item)" in capsys.readouterr().out
+
+
+def test_field_conventions_are_accepted_by_the_command(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.array([0, 1, 2]), 5)
+    queries, gallery = rng.standard_normal((15, 4)), rng.standard_normal((15, 4))
+    np.savez(tmp_path / "q.npz", embeddings=queries, labels=labels)
+    np.savez(tmp_path / "g.npz", embeddings=gallery, labels=labels)
+    out = tmp_path / "result.json"
+    arguments = ["evaluate", "--queries", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz")]
+    assert main([*arguments, "--metric", "map@all_voc", "--metric", "p@10_minr", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    expected = evaluate(queries, labels, gallery, labels, metrics=("map@all_voc", "p@10_minr"))
+    assert (result["map@all_voc"], result["p@10_minr"]) == (expected["map@all_voc"], expected["p@10_minr"])
+    assert result["queries_left_out"] == {"map@all_voc": 0, "p@10_minr": 0}
