@@ -1,11 +1,14 @@
 """Which configuration a run is: a registered one (``default``, an experiment's ``paper``) or a variant.
 
 A registered configuration is what the config-group choices alone compose to (``method=``, ``data=``,
-``experiment=``, ``trainer=``, ``logger=``, ... without value overrides). A run whose configuration hash
-(:func:`sbir_bench.config.config_hash`: every key outside ``NON_IDENTITY_KEYS``) differs from it is a
-variant of its own: named by the user (``variant=NAME``) or ``custom-<config_hash>`` by default, so its
-records never land in the registered configuration's leaderboard row. A registered label on another
-configuration, a ``custom-`` name that is not the run's own hash and a name that is not plain are refused.
+``experiment=``, ``trainer=``, ``logger=``, ... without value overrides), where the method config is the
+method's own (``method=cvae``) or an experiment chooses it: ``method=cvae_paper`` alone is not registered
+(the published sizes are registered as ``experiment=cvae_paper``, label ``paper``). A run whose
+configuration hash (:func:`sbir_bench.config.config_hash`: every key outside ``NON_IDENTITY_KEYS``)
+differs from it, or that is not registered, is a variant of its own: named by the user (``variant=NAME``)
+or ``custom-<config_hash>`` by default, so its records never land in the registered configuration's
+leaderboard row. A registered label on another configuration, a ``custom-`` name that is not the run's
+own hash and a name that is not plain are refused.
 """
 
 from __future__ import annotations
@@ -31,10 +34,7 @@ class Variant:
     config_hash: str
     registered_variant: str
     registered_hash: str
-
-    @property
-    def is_registered(self) -> bool:
-        return self.name == self.registered_variant and self.config_hash == self.registered_hash
+    is_registered: bool  # the run is the registered configuration (whatever its label)
 
 
 def registered_labels() -> set[str]:
@@ -48,18 +48,20 @@ def registered_labels() -> set[str]:
     return labels
 
 
-def group_overrides(overrides: list[str]) -> tuple[list[str], bool]:
-    """The overrides that choose a config group (``data=synthetic_zs``), and whether ``variant`` is set."""
+def group_overrides(overrides: list[str]) -> tuple[list[str], dict[str, str], bool]:
+    """The overrides that choose a config group (``data=synthetic_zs``), the choices by group, and whether
+    ``variant`` is set."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    groups, variant_set = [], False
+    groups, choices, variant_set = [], {}, False
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
         if key == "variant":
             variant_set = True
         elif (config_dir() / key).is_dir():
             groups.append(override.input_line)
-    return groups, variant_set
+            choices[key] = str(override.value())
+    return groups, choices, variant_set
 
 
 def differing_keys(registered: DictConfig, actual: DictConfig) -> list[str]:
@@ -90,13 +92,16 @@ def resolve_variant(cfg: DictConfig) -> Variant:
         raise ConfigError(
             "the config does not say how it was composed: build it with sbir_bench.config.compose"
         )
-    groups, variant_set = group_overrides(list(cfg.overrides))
+    groups, choices, variant_set = group_overrides(list(cfg.overrides))
     registered = compose(groups)
     actual_hash, registered_hash = config_hash(cfg), config_hash(registered)
     registered_label = str(registered.variant)
+    method_choice = choices.get("method", registered.method.name)
+    foreign_method = method_choice != registered.method.name and "experiment" not in choices
+    is_registered = actual_hash == registered_hash and not foreign_method
     name = str(cfg.variant)
     if not variant_set:
-        name = registered_label if actual_hash == registered_hash else f"{CUSTOM_PREFIX}{actual_hash}"
+        name = registered_label if is_registered else f"{CUSTOM_PREFIX}{actual_hash}"
     elif not PLAIN_NAME.match(name):
         raise ConfigError(
             f"variant {name!r} is not a plain name (letters, digits, '_', '.', '+', '-'; it names files)"
@@ -106,8 +111,15 @@ def resolve_variant(cfg: DictConfig) -> Variant:
             f"variant {name!r}: names starting with {CUSTOM_PREFIX!r} are given by the suite; this "
             f"configuration's is {CUSTOM_PREFIX}{actual_hash} (leave variant unset for it, or choose a name)"
         )
-    elif name in registered_labels() and (name != registered_label or actual_hash != registered_hash):
+    elif name in registered_labels() and (name != registered_label or not is_registered):
         chosen = " ".join(groups) or "the defaults"
+        if foreign_method:
+            raise ConfigError(
+                f"variant {name!r} is the label of a registered configuration, and method={method_choice} "
+                f"(a config of method {registered.method.name!r} other than its own) is registered only "
+                "through an experiment (e.g. experiment=cvae_paper for the published CVAE sizes). Leave "
+                f"variant unset (the run becomes {CUSTOM_PREFIX}{actual_hash}) or choose another name"
+            )
         if actual_hash == registered_hash:
             raise ConfigError(
                 f"variant {name!r} is the label of another registered configuration; this run is the one "
@@ -123,4 +135,4 @@ def resolve_variant(cfg: DictConfig) -> Variant:
             f"unset (the run becomes "
             f"{CUSTOM_PREFIX}{actual_hash}) or choose another name"
         )
-    return Variant(name, actual_hash, registered_label, registered_hash)
+    return Variant(name, actual_hash, registered_label, registered_hash, is_registered)

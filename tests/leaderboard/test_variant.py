@@ -31,6 +31,13 @@ def test_any_other_override_makes_a_custom_variant_named_by_its_hash():
     assert from_paper.name.startswith("custom-") and from_paper.registered_variant == "paper"
 
 
+def test_a_method_config_other_than_the_methods_own_is_registered_only_through_an_experiment():
+    variant = resolve_variant(compose(["method=cvae_paper"]))
+    assert variant.name == f"custom-{variant.config_hash}" and not variant.is_registered
+    with pytest.raises(ConfigError, match=r"method=cvae_paper .* is registered only through an experiment"):
+        resolve_variant(compose(["method=cvae_paper", "variant=default"]))
+
+
 def test_a_user_may_name_a_variant():
     variant = resolve_variant(compose(["variant=short_run", "method.max_epochs=2"]))
     assert variant.name == "short_run" and variant.registered_variant == "default"
