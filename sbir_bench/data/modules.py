@@ -16,8 +16,9 @@ Batches:
   where ``index`` is the position in that query or gallery list (0..N-1), so the evaluation engine can
   drop the duplicates a DistributedSampler pads with.
 
-Evaluation labels decide relevance: the class, or in a ``fine_grained`` split the instance (a query's only
-relevant item is its own photo). ``semantics={"vectors": FILE, "format": ..., "fallback": ...}`` replaces
+Evaluation labels decide relevance: the class (``traditional``, ``zeroshot``, and ``gzs``, whose gallery
+holds seen classes as well), or in a ``fine_grained`` split the instance (a query's only relevant item is
+its own photo). ``semantics={"vectors": FILE, "format": ..., "fallback": ...}`` replaces
 the reader's class side information with word vectors of the class names
 (:func:`~sbir_bench.data.semantics.class_word_vectors`), ``semantics={"attributes": CSV}`` with a table
 of per-class attributes (:func:`~sbir_bench.data.semantics.class_attribute_vectors`).

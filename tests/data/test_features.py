@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -30,11 +31,16 @@ NUM_CLASSES, PHOTOS_PER_CLASS, SKETCHES_PER_PHOTO, SIZE = 4, 4, 2, 32
 SPEC = BackboneSpec(name="resnet10t", image_size=SIZE)
 
 
+def astuple_of(split: Split) -> tuple:
+    return tuple(getattr(split, f.name) for f in dataclasses.fields(split))
+
+
 def build_fake_catalog(root: str | Path, *, name: str = "fake", val: str = "both") -> Catalog:
-    """4 classes x 4 photos x 2 sketches (grayscale PNGs), with a traditional and a zero-shot split.
+    """4 classes x 4 photos x 2 sketches (grayscale PNGs), with a traditional, a zero-shot and a gzs split.
 
     traditional: photos 0-1 (+ their sketches) train, photo 2 validates, photo 3 tests; all classes seen.
     zeroshot: class 3 unseen (all its items test); seen classes train on photos 0-2, validate on photo 3.
+    gzs: zeroshot against a gallery of every class (class 3's photos and the seen classes' photo 3).
     ``val``: "both" parts filled, "none" (both empty) or "gallery" (val_query empty).
     """
     folder = Path(root) / name
@@ -88,11 +94,17 @@ def build_fake_catalog(root: str | Path, *, name: str = "fake", val: str = "both
         pick("sketch", [3], range(4)),
         pick("photo", [3], range(4)),
     )
+    gzs = Split(
+        "gzs",
+        "gzs",
+        *astuple_of(zeroshot)[2:-1],
+        np.sort(np.concatenate([pick("photo", [3], range(4)), pick("photo", seen, [3])])),
+    )
     catalog = Catalog(
         name,
         records.drop(columns="photo_number"),
         [f"class{c}" for c in every],
-        {"traditional": traditional, "zeroshot": zeroshot},
+        {"traditional": traditional, "zeroshot": zeroshot, "gzs": gzs},
         class_semantics=np.eye(NUM_CLASSES, dtype=np.float32),
         fingerprint=f"{name}-{val}-v1",
     )

@@ -172,7 +172,8 @@ def test_image_inputs_are_rgb_tensors(tmp_path, sampling):
 
 
 @pytest.mark.parametrize(
-    ("split", "stage"), [("traditional", "val"), ("traditional", "test"), ("zeroshot", "test")]
+    ("split", "stage"),
+    [("traditional", "val"), ("traditional", "test"), ("zeroshot", "test"), ("gzs", "test")],
 )
 def test_eval_loaders_cover_every_position_once_in_order(module_dir, split, stage):
     module = make(module_dir, split)
@@ -190,8 +191,10 @@ def test_eval_loaders_cover_every_position_once_in_order(module_dir, split, stag
         np.testing.assert_array_equal(rows["label"].to_numpy(), labels)
         inputs = torch.cat([b["input"] for b in batches]).numpy()
         np.testing.assert_array_equal(inputs, np.asarray(module._features)[part])
-    if split == "zeroshot":
+    if split in ("zeroshot", "gzs"):  # unseen-class queries; relevance by class, as in zeroshot
         assert set(module.query_records("test")["label"]) == {NUM_CLASSES - 1}
+    if split == "gzs":  # against a gallery of every class
+        assert set(module.gallery_records("test")["label"]) == set(range(NUM_CLASSES))
 
 
 def test_info_describes_the_split(module_dir):

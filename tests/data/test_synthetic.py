@@ -21,11 +21,22 @@ from sbir_bench.data.synthetic import (
     design_classes,
     synthetic_root,
 )
+from sbir_bench.data.synthetic import dataset as synthetic_dataset
 from sbir_bench.data.synthetic.render import Pose, render_photo, render_sketch
-from sbir_bench.data.synthetic.shapes import build_parts, sample_instance
+from sbir_bench.data.synthetic.shapes import ATTRIBUTE_NAMES as NAMES
+from sbir_bench.data.synthetic.shapes import NOVEL_VALUES, build_parts, sample_instance
 from sbir_bench.registry import DATASETS, list_datasets
 
-SMALL = dict(num_classes=8, photos_per_class=6, sketches_per_photo=2, image_size=32, num_unseen=2, seed=0)
+SMALL = dict(
+    num_classes=8,
+    photos_per_class=6,
+    sketches_per_photo=2,
+    image_size=32,
+    num_unseen=2,
+    seed=0,
+    extended_per_class=3,
+)
+SPLITS = ("traditional", "zeroshot", "gzs")
 
 
 def build_small(cache_dir: Path, **overrides) -> Catalog:
@@ -60,7 +71,7 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path: Path, 
     assert again.fingerprint == small.fingerprint
     assert file_digests(again) == file_digests(small)
     assert again.records["instance"].tolist() == small.records["instance"].tolist()
-    for name in ("traditional", "zeroshot"):
+    for name in SPLITS:
         for part in SPLIT_PARTS:
             np.testing.assert_array_equal(again.split(name).part(part), small.split(name).part(part))
 
@@ -78,34 +89,45 @@ def test_fingerprint_covers_every_parameter() -> None:
     changed = [
         SyntheticConfig(**{**SMALL, key: value})
         for key, value in dict(
-            num_classes=9, photos_per_class=7, sketches_per_photo=3, image_size=48, num_unseen=3, seed=5
+            num_classes=9,
+            photos_per_class=7,
+            sketches_per_photo=3,
+            image_size=48,
+            num_unseen=3,
+            seed=5,
+            extended_per_class=4,
+            train_on_unseen=True,
         ).items()
     ]
     assert len({base.fingerprint, *(c.fingerprint for c in changed)}) == 1 + len(changed)
 
 
 def test_small_split_counts(small: Catalog) -> None:
-    # 8 classes x 6 photos x 2 sketches; traditional: per class 2 test photos, 1 val photo, 3 train photos
+    # 8 classes x (6 photos x 2 sketches + 3 extended photos); traditional: per class 2 test photos (and
+    # the 3 extended ones in the gallery), 1 val photo, 3 train photos
     assert small.split("traditional").counts() == {
         "train": 8 * 3 * 3,
         "val_query": 8 * 1 * 2,
         "val_gallery": 8 * 1,
         "test_query": 8 * 2 * 2,
-        "test_gallery": 8 * 2,
+        "test_gallery": 8 * (2 + 3),
     }
     # zero-shot: 2 unseen classes entirely in test; per seen class 1 val photo, 5 train photos
-    assert small.split("zeroshot").counts() == {
-        "train": 6 * 5 * 3,
-        "val_query": 6 * 1 * 2,
-        "val_gallery": 6 * 1,
-        "test_query": 2 * 6 * 2,
-        "test_gallery": 2 * 6,
-    }
+    zeroshot = {"train": 6 * 5 * 3, "val_query": 6 * 1 * 2, "val_gallery": 6 * 1, "test_query": 2 * 6 * 2}
+    assert small.split("zeroshot").counts() == {**zeroshot, "test_gallery": 2 * (6 + 3)}
+    # generalised zero-shot: the same, against the seen classes' extended photos as well
+    assert small.split("gzs").counts() == {**zeroshot, "test_gallery": 2 * (6 + 3) + 6 * 3}
+
+
+def is_extended(records) -> np.ndarray:
+    return records["path"].map(lambda p: Path(p).parent.parent.name == "extended").to_numpy()
 
 
 def test_parts_hold_the_right_domains_and_cover_the_records_once(small: Catalog) -> None:
-    n = len(small.records)
-    for name in ("traditional", "zeroshot"):
+    records = small.records
+    extended = is_extended(records)
+    seen_extended = extended & ~records["label"].isin(small.split("zeroshot").unseen_classes).to_numpy()
+    for name in SPLITS:
         split = small.split(name)
         for part in ("val_query", "test_query"):
             assert set(records_of(small, name, part)["domain"]) == {"sketch"}
@@ -113,16 +135,25 @@ def test_parts_hold_the_right_domains_and_cover_the_records_once(small: Catalog)
             assert set(records_of(small, name, part)["domain"]) == {"photo"}
         assert set(records_of(small, name, "train")["domain"]) == {"sketch", "photo"}
         together = np.concatenate([split.part(p) for p in SPLIT_PARTS])
-        assert len(together) == len(np.unique(together)) == n  # disjoint parts covering every record
-        for phase in ("val", "test"):  # queries are the sketches of the gallery photos
+        assert len(together) == len(np.unique(together))  # disjoint parts ...
+        left_out = np.setdiff1d(np.arange(len(records)), together)  # ... covering all but, in zeroshot,
+        np.testing.assert_array_equal(left_out, np.flatnonzero(seen_extended) if name == "zeroshot" else [])
+        for phase in ("val", "test"):  # queries are the sketches of the gallery's paired photos
             queries = set(records_of(small, name, f"{phase}_query")["instance"])
-            assert queries == set(records_of(small, name, f"{phase}_gallery")["instance"])
+            gallery = records_of(small, name, f"{phase}_gallery")
+            assert queries == set(gallery["instance"][~is_extended(gallery)])
+        assert not is_extended(records_of(small, name, "train")).any()  # extended photos never train
+        assert not is_extended(records_of(small, name, "val_gallery")).any()
+        assert is_extended(records_of(small, name, "test_gallery")).sum() == (
+            len(small.class_names if name != "zeroshot" else split.unseen_classes)
+            * SMALL["extended_per_class"]
+        )
         train_instances = set(records_of(small, name, "train")["instance"])
         assert not train_instances & set(records_of(small, name, "test_gallery")["instance"])
 
 
 def test_each_sketch_pairs_with_exactly_one_photo(small: Catalog) -> None:
-    records = small.records
+    records = small.records[~is_extended(small.records)]
     photos, sketches = records[records["domain"] == "photo"], records[records["domain"] == "sketch"]
     assert photos["instance"].is_unique
     assert len(sketches) == 2 * len(photos)
@@ -147,19 +178,69 @@ def test_unseen_classes_never_reach_train_or_validation(small: Catalog) -> None:
     for part in ("test_query", "test_gallery"):
         assert set(labels[split.part(part)]) == set(split.unseen_classes)
     assert small.split("traditional").unseen_classes == ()
+    gzs = small.split("gzs")
+    for part in ("train", "val_query", "val_gallery", "test_query"):
+        np.testing.assert_array_equal(gzs.part(part), split.part(part))
+    assert set(labels[gzs.test_gallery]) == set(range(small.num_classes))  # a gallery of every class ...
+    seen_items = small.records.iloc[gzs.test_gallery][
+        ~np.isin(labels[gzs.test_gallery], split.unseen_classes)
+    ]
+    assert is_extended(seen_items).all()  # ... whose seen-class items were never trained on
 
 
-def test_class_design_is_distinct_describable_and_stable() -> None:
-    classes = design_classes(36)
+def test_training_on_unseen_keeps_the_test_items_and_adds_unseen_training_instances(
+    tmp_path: Path, small: Catalog
+) -> None:
+    oracle = build_small(tmp_path, train_on_unseen=True)
+    unseen = small.split("zeroshot").unseen_classes
+    for name in SPLITS:  # the same test items, bit for bit
+        for part in ("test_query", "test_gallery"):
+            before, after = records_of(small, name, part), records_of(oracle, name, part)
+            assert before["instance"].tolist() == after["instance"].tolist()
+            assert [Path(p).read_bytes() for p in before["path"]] == [
+                Path(p).read_bytes() for p in after["path"]
+            ]
+        split = oracle.split(name)
+        assert split.unseen_classes == () and set(split.seen_classes) == set(range(oracle.num_classes))
+        train = records_of(oracle, name, "train")
+        added = train[train["label"].isin(unseen)]
+        assert not set(added["instance"]) & set(records_of(oracle, name, "test_gallery")["instance"])
+        if name != "traditional":  # per unseen class as many paired photos as a seen class trains on
+            counts = added.groupby("label")["domain"].value_counts().unstack().to_dict("list")
+            assert counts == {"photo": [5, 5], "sketch": [10, 10]}  # 5 of 6 photos, 2 sketches each
+
+
+def test_class_design_is_distinct_and_stable() -> None:
+    classes = design_classes(36, 6)
     names = [c.name for c in classes]
     assert len(set(names)) == 36 and all(name.replace("_", "").isalnum() for name in names)
     codes = np.array([c.categorical_codes() for c in classes])
     differences = (codes[:, None, :] != codes[None, :, :]).sum(axis=-1)
     np.fill_diagonal(differences, 99)
-    assert differences.min() >= 2  # every two classes differ in at least two attribute values
-    for column in codes.T:  # every attribute value is shared by several classes
+    # two seen (or two unseen) classes differ in at least two attribute values; a seen and an unseen class
+    # in at least one, the novel part type
+    assert differences[:30, :30].min() >= 2 and differences[30:, 30:].min() >= 2
+    for column in codes[:30].T:  # every attribute value of a seen class is shared by several seen classes
         assert np.unique(column, return_counts=True)[1].min() >= 3
-    assert design_classes(8) == classes[:8]
+    assert design_classes(8, 2)[:6] == classes[:6]
+
+
+def test_unseen_classes_hold_part_types_no_seen_class_has_and_their_semantics_describe_them() -> None:
+    classes = design_classes(36, 6)
+    seen, unseen = classes[:30], classes[30:]
+    assert not any(c.novel for c in seen) and all(c.novel for c in unseen)
+    seen_codes = {code for c in seen for code in c.categorical_codes()}
+    unseen_codes = {code for c in unseen for code in c.categorical_codes()}
+    assert set(NOVEL_VALUES) <= unseen_codes and not set(NOVEL_VALUES) & seen_codes  # both novel parts
+    seen_attributes = np.stack([c.attributes() for c in seen])
+    column = {name: i for i, name in enumerate(NAMES)}
+    for c in unseen:  # the novel part's shared descriptors all occur among seen classes
+        attributes = c.attributes()
+        if c.appendage == "wings":
+            for name in ("appendage_count", "appendage_sides", "appendage_pointed"):
+                assert attributes[column[name]] > 0 and (seen_attributes[:, column[name]] > 0).any()
+        if c.body == "star":
+            assert attributes[column["concavity"]] == 1.0 and attributes[column["boxiness"]] == 0.0
 
 
 def test_semantics_and_instance_attributes(small: Catalog) -> None:
@@ -171,7 +252,7 @@ def test_semantics_and_instance_attributes(small: Catalog) -> None:
 
     photos = small.records[small.records["domain"] == "photo"]
     assert set(small.instance_attributes) == set(photos["instance"])
-    nominal = np.stack([c.attributes() for c in design_classes(small.num_classes)])
+    nominal = np.stack([c.attributes() for c in design_classes(small.num_classes, 2)])
     jittered = np.stack([small.instance_attributes[i] for i in photos["instance"]])
     assert not np.allclose(jittered, nominal[photos["label"]])  # instances vary within a class ...
     nearest = np.linalg.norm(jittered[:, None] - nominal[None], axis=-1).argmin(axis=1)
@@ -254,7 +335,14 @@ def test_concurrent_builders_share_one_build(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [dict(photos_per_class=2), dict(num_unseen=0), dict(num_unseen=8), dict(seed=-1), dict(num_classes=1)],
+    [
+        dict(photos_per_class=2),
+        dict(num_unseen=0),
+        dict(num_unseen=8),
+        dict(seed=-1),
+        dict(num_classes=1),
+        dict(extended_per_class=-1),
+    ],
 )
 def test_invalid_parameters_are_refused(tmp_path: Path, bad: dict) -> None:
     with pytest.raises(ValueError):
@@ -264,12 +352,12 @@ def test_invalid_parameters_are_refused(tmp_path: Path, bad: dict) -> None:
 def test_photos_of_a_class_differ(small: Catalog) -> None:
     photos = small.records[(small.records["domain"] == "photo") & (small.records["label"] == 0)]
     stack = np.stack([pixels(p) for p in photos["path"]])
-    assert stack.shape == (6, 32, 32, 3)
+    assert stack.shape == (6 + 3, 32, 32, 3)  # paired and extended
     assert stack.std(axis=0).mean() > 0.15
 
 
 def _rendered(index: int, image_size: int = 64):
-    shape_class = design_classes(36)[index % 36]
+    shape_class = design_classes(36, 6)[index % 36]
     rng = np.random.default_rng([3, index])
     parts = build_parts(sample_instance(shape_class, rng))
     pose = Pose.sample(rng)
@@ -312,30 +400,42 @@ def test_rendering_works_at_other_sizes() -> None:
     assert 0.005 < (sketches[0] < 128).mean() < 0.2
 
 
-def test_default_size_builds_within_budget(tmp_path: Path) -> None:
-    start = time.perf_counter()
-    catalog = build_synthetic(tmp_path, progress=False)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 60.0, f"default synthetic build took {elapsed:.1f}s"
-    assert catalog.num_classes == 36 and len(catalog.records) == 36 * 64 * 3
-    assert catalog.split("traditional").counts() == {
+def test_default_splits_have_uncapped_galleries() -> None:
+    """Every default test query has at least 200 relevant gallery items in every split, so P@200 can
+    reach 1 (traditional's gallery was once 16 photos per class: P@200 <= 0.08, below zero-shot chance)."""
+    config = SyntheticConfig()
+    classes = design_classes(config.num_classes, config.num_unseen)
+    plan = synthetic_dataset._plan(config, classes)
+    splits = synthetic_dataset._splits(config, classes, plan)
+    assert splits["traditional"].counts() == {
         "train": 36 * 42 * 3,
         "val_query": 36 * 6 * 2,
         "val_gallery": 36 * 6,
         "test_query": 36 * 16 * 2,
-        "test_gallery": 36 * 16,
+        "test_gallery": 36 * (16 + 200),
     }
-    assert catalog.split("zeroshot").counts() == {
+    zeroshot = {
         "train": 30 * 56 * 3,
         "val_query": 30 * 8 * 2,
         "val_gallery": 30 * 8,
         "test_query": 6 * 64 * 2,
-        "test_gallery": 6 * 64,
     }
-    classes = design_classes(36)  # unseen classes are describable: their attribute values occur in seen ones
-    unseen = catalog.split("zeroshot").unseen_classes
-    seen_values = {code for i, c in enumerate(classes) if i not in unseen for code in c.categorical_codes()}
-    assert all(code in seen_values for i in unseen for code in classes[i].categorical_codes())
+    assert splits["zeroshot"].counts() == {**zeroshot, "test_gallery": 6 * (64 + 200)}
+    assert splits["gzs"].counts() == {**zeroshot, "test_gallery": 6 * (64 + 200) + 30 * 200}
+    labels = np.array([item.label for item in plan])
+    for split in splits.values():
+        relevant = np.bincount(labels[split.test_gallery], minlength=config.num_classes)
+        queried = split.unseen_classes or tuple(range(config.num_classes))
+        assert relevant[list(queried)].min() >= 200, split.name
+
+
+@pytest.mark.slow
+def test_default_size_builds_within_budget(tmp_path: Path) -> None:
+    start = time.perf_counter()
+    catalog = build_synthetic(tmp_path, progress=False)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 120.0, f"default synthetic build took {elapsed:.1f}s"
+    assert catalog.num_classes == 36 and len(catalog.records) == 36 * (64 * 3 + 200)
     with (
         Image.open(catalog.records["path"].iloc[0]) as photo,
         Image.open(catalog.records["path"].iloc[-1]) as sketch,

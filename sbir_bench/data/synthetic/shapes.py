@@ -1,9 +1,18 @@
 """Shape classes defined by generative attributes, per-instance jitter, and the geometry they produce.
 
-A class is a combination of shared attribute values (body outline, elongation, rim, appendage, holes),
-so an unseen class is described by values that seen classes also carry. Every class attribute vector
-lies in [0, 1]^A (:data:`ATTRIBUTE_NAMES`); an instance's vector is the same function of its jittered
-parameters (so it strays a little, up to about 1.25), which fine-grained methods can regress.
+A class is a combination of attribute values (body outline, elongation, rim, appendage, holes). Two values
+are *novel*: the concave ``star`` body and the ``wings`` appendage. Seen classes never carry them and every
+unseen class carries at least one (:func:`design_classes`), so zero-shot retrieval asks a model to
+generalise to part types it never saw, as Sketchy's unseen classes hold objects absent from its seen
+ones; a model that also trains on the unseen classes does measurably better
+(``benchmarks/seen_unseen_gap.py``). The side information still describes the novel parts: besides
+one entry per body/appendage type, the attribute vector holds shared descriptors (concavity, how many
+appendages, where they sit, whether they are pointed), so ``wings`` read as "two pointed parts on the
+sides", a mix of what ``horns`` (two, pointed) and ``tail`` / ``handle`` (sides) show in seen classes.
+
+Every class attribute vector lies in [0, 1]^A (:data:`ATTRIBUTE_NAMES`); an instance's vector is the
+same function of its jittered parameters (so it strays a little, up to about 1.25), which fine-grained
+methods can regress.
 """
 
 from __future__ import annotations
@@ -14,22 +23,38 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Superellipse exponents |x|^n + |y|^n = 1 of the three body outlines: diamond, oval, box.
-BODY_EXPONENTS = {"diamond": 1.0, "oval": 2.0, "box": 5.0}
+# Superellipse exponents |x|^n + |y|^n = 1 of the body outlines; n < 1 is a concave four-pointed star.
+BODY_EXPONENTS = {"diamond": 1.0, "oval": 2.0, "box": 5.0, "star": 0.55}
 LONG_ASPECT = 1.8  # width / height of an elongated body
 WAVY_AMPLITUDE = 0.16  # radial modulation r(θ)·(1 + a·cos kθ)
 SPIKY_AMPLITUDE = 0.5  # radial peaks r(θ)·(1 + a·((1 + cos kθ)/2)^8)
 RIM_COUNTS = (3, 6)
-APPENDAGES = ("tail", "handle", "horns", "legs")
+APPENDAGES = ("tail", "handle", "horns", "legs", "wings")
+# (count, top, bottom, sides, pointed): the shared descriptors of each appendage type
+APPENDAGE_DESCRIPTORS = {
+    "tail": (1, 0, 0, 1, 1),
+    "handle": (1, 0, 0, 1, 0),
+    "horns": (2, 1, 0, 0, 1),
+    "legs": (3, 0, 1, 0, 0),
+    "wings": (2, 0, 0, 1, 1),
+}
+MAX_APPENDAGE_COUNT = 3
+NOVEL_VALUES = ("body=star", "appendage=wings")  # carried by unseen classes only
 MAX_HOLES = 2
 
 ATTRIBUTE_NAMES = (
-    "boxiness",  # log(n) / log(n_box): diamond 0, oval 0.43, box 1
+    "boxiness",  # max(0, log n) / log(n_box): diamond and star 0, oval 0.43, box 1
+    "concavity",  # max(0, -log n) / -log(n_star): star 1, others 0
     "elongation",  # (aspect - 1) / (LONG_ASPECT - 1)
     "waviness",  # wavy amplitude / WAVY_AMPLITUDE
     "spikiness",  # spiky amplitude / SPIKY_AMPLITUDE
     "rim_count",  # k / max(RIM_COUNTS), 0 for a smooth rim
     *APPENDAGES,  # appendage size relative to nominal, 0 when absent
+    "appendage_count",  # parts / MAX_APPENDAGE_COUNT
+    "appendage_top",
+    "appendage_bottom",
+    "appendage_sides",
+    "appendage_pointed",
     "holes",  # hole count / MAX_HOLES
 )
 _CONTOUR_POINTS = 256
@@ -60,8 +85,13 @@ class ShapeClass:
             words.append(f"{self.holes}hole" + ("s" if self.holes > 1 else ""))
         return "_".join(words)
 
+    @property
+    def novel(self) -> bool:
+        """Whether the class carries a value reserved for unseen classes (:data:`NOVEL_VALUES`)."""
+        return bool(set(self.categorical_codes()) & set(NOVEL_VALUES))
+
     def categorical_codes(self) -> tuple[str, ...]:
-        """The attribute values, as used to check that unseen classes are describable by seen ones."""
+        """The attribute values, one code each (the class design's distance counts differing codes)."""
         rim = f"{self.rim}{self.rim_count}" if self.rim != "smooth" else "smooth"
         return (
             f"body={self.body}",
@@ -110,13 +140,17 @@ class ShapeInstance:
     def attributes(self) -> np.ndarray:
         """The attribute vector (see :data:`ATTRIBUTE_NAMES`), float32."""
         cls = self.shape_class
+        descriptors = APPENDAGE_DESCRIPTORS.get(cls.appendage, (0, 0, 0, 0, 0))
         values = [
-            np.log(self.exponent) / np.log(BODY_EXPONENTS["box"]),
+            max(0.0, np.log(self.exponent)) / np.log(BODY_EXPONENTS["box"]),
+            max(0.0, -np.log(self.exponent)) / -np.log(BODY_EXPONENTS["star"]),
             (self.aspect - 1.0) / (LONG_ASPECT - 1.0),
             self.wavy_amplitude / WAVY_AMPLITUDE,
             self.spiky_amplitude / SPIKY_AMPLITUDE,
             cls.rim_count / max(RIM_COUNTS),
             *(self.appendage_size if cls.appendage == name else 0.0 for name in APPENDAGES),
+            descriptors[0] / MAX_APPENDAGE_COUNT,
+            *descriptors[1:],
             cls.holes / MAX_HOLES,
         ]
         return np.asarray(values, dtype=np.float32)
@@ -164,30 +198,49 @@ def all_classes() -> list[ShapeClass]:
     return classes
 
 
-def design_classes(num_classes: int) -> list[ShapeClass]:
-    """Pick ``num_classes`` mutually distinct classes by farthest-point selection over attribute codes.
+def _farthest_points(candidates: list[ShapeClass], count: int, chosen: list[ShapeClass]) -> list[ShapeClass]:
+    """``count`` of ``candidates``, each in turn the one farthest (most differing attribute codes) from
+    those chosen so far (``chosen`` included); among equals, the attribute values used least so far."""
+    codes = np.array([c.categorical_codes() for c in candidates])
+    taken = np.array([c.categorical_codes() for c in chosen]).reshape(len(chosen), codes.shape[1])
+    if len(chosen):
+        min_distance = (codes[:, None, :] != taken[None, :, :]).sum(axis=2).min(axis=1)
+    else:
+        min_distance = np.full(len(candidates), codes.shape[1])
+    picked: list[int] = []
+    for _ in range(count):
+        rarity = -(codes[:, None, :] == taken[None, :, :]).sum(axis=(1, 2))
+        score = min_distance * 10_000 + rarity
+        score[picked] = np.iinfo(np.int64).min
+        best = int(np.argmax(score))
+        picked.append(best)
+        taken = np.concatenate([taken, codes[best][None]])
+        min_distance = np.minimum(min_distance, (codes != codes[best]).sum(axis=1))
+    return [candidates[i] for i in picked]
 
-    The distance is the number of differing attribute values (Hamming over :meth:`categorical_codes`),
-    ties broken by a fixed shuffle, so the design does not depend on the dataset seed and the first
-    ``k`` classes of a larger design are those of a smaller one.
+
+def design_classes(num_classes: int, num_unseen: int) -> list[ShapeClass]:
+    """``num_classes`` mutually distinct classes, the last ``num_unseen`` of them novel (unseen).
+
+    Seen classes are drawn from the combinations without a novel value, unseen ones from those with at
+    least one (:data:`NOVEL_VALUES`), each group by farthest-point selection over attribute codes
+    (Hamming over :meth:`ShapeClass.categorical_codes`, which mixes star bodies and wings among the
+    unseen), ties broken by a fixed shuffle: the design does not depend on the dataset seed, and the
+    seen classes of a larger design start with those of a smaller one.
     """
     candidates = all_classes()
-    if not 2 <= num_classes <= len(candidates):
-        raise ValueError(f"num_classes must be in 2..{len(candidates)}, got {num_classes}")
     order = np.random.default_rng(_DESIGN_SEED).permutation(len(candidates))
     candidates = [candidates[i] for i in order]
-    codes = np.array([c.categorical_codes() for c in candidates])
-    chosen = [0]
-    min_distance = (codes != codes[0]).sum(axis=1)
-    while len(chosen) < num_classes:
-        # prefer far candidates; among equals, the attribute value used least so far (balance)
-        rarity = -(codes[:, None, :] == codes[chosen][None, :, :]).sum(axis=(1, 2))
-        score = min_distance * 10_000 + rarity
-        score[chosen] = np.iinfo(np.int64).min
-        best = int(np.argmax(score))
-        chosen.append(best)
-        min_distance = np.minimum(min_distance, (codes != codes[best]).sum(axis=1))
-    return [candidates[i] for i in chosen]
+    familiar = [c for c in candidates if not c.novel]
+    novel = [c for c in candidates if c.novel]
+    num_seen = num_classes - num_unseen
+    if not 1 <= num_seen <= len(familiar) or not 1 <= num_unseen <= len(novel):
+        raise ValueError(
+            f"the class design needs 1..{len(familiar)} seen and 1..{len(novel)} unseen classes, "
+            f"got {num_classes} classes of which {num_unseen} unseen"
+        )
+    seen = _farthest_points(familiar, num_seen, [])
+    return seen + _farthest_points(novel, num_unseen, [])
 
 
 def sample_instance(shape_class: ShapeClass, rng: np.random.Generator) -> ShapeInstance:
@@ -270,6 +323,13 @@ def build_parts(instance: ShapeInstance) -> ShapeParts:
             left, right = boundary(angle - 0.2), boundary(angle + 0.2)
             tip = boundary(angle) + size * 0.7 * np.array([side * 0.45, 1.0])
             solids.append(np.stack([0.85 * left, 0.85 * right, tip]))
+    elif cls.appendage == "wings":  # two large swept-back triangles on the sides
+        for side in (-1.0, 1.0):
+            angle = (0.0 if side > 0 else np.pi) + side * instance.appendage_angle
+            root = boundary(angle)
+            left, right = 0.8 * boundary(angle - 0.45), 0.8 * boundary(angle + 0.45)
+            tip = root + size * np.array([side * 0.75, 0.55])
+            solids.append(np.stack([left, right, tip]))
     elif cls.appendage == "legs":
         for offset in (-0.55, 0.0, 0.55):
             foot = boundary(-np.pi / 2 + offset + instance.appendage_angle)
