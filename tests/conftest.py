@@ -17,6 +17,7 @@ TINY_DATA = [
     "data.dataset_kwargs.sketches_per_photo=1",
     "data.dataset_kwargs.image_size=32",
     "data.dataset_kwargs.num_unseen=2",
+    "data.dataset_kwargs.extended_per_class=12",
     "data.backbone.image_size=32",
     "data.backbone.pretrain_epochs=1",
 ]
