@@ -103,6 +103,7 @@ def _split_combinations(row: Row) -> list[tuple[str, ...]]:
 
 
 def _method_rows(row: Row, paper_by_method: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """The table rows of one configuration: one per combination of its splits."""
     rows = []
     for splits in _split_combinations(row):
         entry: dict[str, Any] = dict(
