@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from sbir_bench.config import compose
+from sbir_bench.leaderboard.build import REFERENCE_METHODS
 from sbir_bench.leaderboard.record import read_records
 from sbir_bench.runner import bench
 
@@ -21,27 +22,30 @@ def records_in(tmp_path: Path):
 
 
 def test_baseline_bench_writes_records_and_leaderboard(tiny_overrides, tmp_path):
-    result = bench(compose(["method=baseline", *tiny_overrides]))
+    cfg = compose(["method=baseline", *tiny_overrides])
+    splits = len(cfg.data.splits)
+    result = bench(cfg)
     records = records_in(tmp_path)
-    assert sorted(r.split for r in records) == ["traditional", "zeroshot"]
+    assert sorted(r.split for r in records) == ["gzs", "traditional", "zeroshot"]
     assert all(r.status == "ok" and 0.0 <= r.metrics["map@200"] <= 1.0 for r in records)
     zeroshot = next(r for r in records if r.split == "zeroshot")
     assert zeroshot.counts["n_queries"] == zeroshot.counts["split_test_query"]  # every query scored once
     assert zeroshot.commit and zeroshot.versions["torch"] and zeroshot.config["method"]["name"] == "baseline"
     table = pd.read_csv(tmp_path / "leaderboard" / "leaderboard.csv")
-    assert list(table["method"]) == ["baseline"]
+    assert list(table["method"]) == ["baseline", *REFERENCE_METHODS]
     assert (tmp_path / "leaderboard" / "leaderboard.md").is_file()
-    assert len(result.written) == 2 and result.changed_rows
+    assert len(result.written) == splits and result.changed_rows
 
     again = bench(compose(["method=baseline", *tiny_overrides]))  # a rerun skips finished runs
-    assert again.written == [] and len(again.skipped) == 2
-    assert len(records_in(tmp_path)) == 2
+    assert again.written == [] and len(again.skipped) == splits
+    assert len(records_in(tmp_path)) == splits
 
     shutil.rmtree(tmp_path / "outputs")  # as in a fresh clone holding the committed records
     fresh = bench(compose(["method=baseline", *tiny_overrides]))
-    assert len(fresh.written) == 2 and fresh.skipped == []
-    assert len(records_in(tmp_path)) == 4, "new records beside the old ones, none overwritten"
-    assert list(pd.read_csv(tmp_path / "leaderboard" / "leaderboard.csv")["method"]) == ["baseline"]
+    assert len(fresh.written) == splits and fresh.skipped == []
+    assert len(records_in(tmp_path)) == 2 * splits, "new records beside the old ones, none overwritten"
+    table = pd.read_csv(tmp_path / "leaderboard" / "leaderboard.csv")
+    assert list(table["method"]) == ["baseline", *REFERENCE_METHODS]
 
 
 def test_wandb_offline_run_holds_final_metrics(tiny_overrides, tmp_path):
