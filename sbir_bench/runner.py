@@ -11,6 +11,7 @@ duplicates a record; records committed from another machine are measured again (
 
 from __future__ import annotations
 
+import pickle
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -161,12 +162,16 @@ def build_trainer(
 
 def _resumable_checkpoint(run_dir: Path) -> str | None:
     """``last.ckpt`` when it holds every state a resumed run needs to give the record an uninterrupted run
-    gives (see :mod:`sbir_bench.random_state`); a checkpoint without them is set aside and training starts
-    over."""
+    gives (see :mod:`sbir_bench.random_state`); an unreadable checkpoint or one without them is set aside
+    and training starts over."""
     last = run_dir / "checkpoints" / f"{LAST_CHECKPOINT}.ckpt"
     if not last.is_file():
         return None
-    saved = torch.load(last, map_location="cpu", mmap=True, weights_only=True)
+    try:
+        saved = torch.load(last, map_location="cpu", mmap=True, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        say(f"{last} cannot be read ({type(error).__name__}: {error}): training starts over")
+        return None
     complete = RandomStateCheckpoint.__qualname__ in saved.get("callbacks", {}) and (
         RetrievalDataModule.__qualname__ in saved
     )

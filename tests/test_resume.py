@@ -42,10 +42,12 @@ def test_restored_random_states_repeat_every_draw_and_load_with_weights_only(tmp
     assert draws() == first
 
 
-def test_a_checkpoint_without_random_states_is_not_resumed(tmp_path):
+def test_an_unreadable_checkpoint_or_one_without_random_states_is_not_resumed(tmp_path):
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     assert _resumable_checkpoint(tmp_path) is None  # nothing to resume
+    (checkpoints / "last.ckpt").write_bytes(b"not a checkpoint")
+    assert _resumable_checkpoint(tmp_path) is None
     torch.save({"state_dict": {}, "callbacks": {}}, checkpoints / "last.ckpt")  # as saved before the fix
     assert _resumable_checkpoint(tmp_path) is None
     complete = {"callbacks": {"RandomStateCheckpoint": {}}, "RetrievalDataModule": {}}
