@@ -123,7 +123,14 @@ def evaluate(
     # queries sorted by label: a block holds few classes, each class's relevant columns are shared
     by_label = np.argsort(query_codes, kind="stable")
     per_block = (
-        scorer.map_blocks(score, by_label, chunk_size, k=k_max, full_ranking=bool(ranks_specs))
+        scorer.map_blocks(
+            score,
+            by_label,
+            chunk_size,
+            k=k_max,
+            full_ranking=bool(ranks_specs),
+            relevance=lambda rows, columns: gallery_codes[columns] == query_codes[rows][:, None],
+        )
         if specs
         else []
     )

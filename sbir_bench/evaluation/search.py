@@ -114,22 +114,24 @@ def _check_matrix(x: np.ndarray, name: str) -> None:
 
 
 def _row_peaks(x: np.ndarray) -> np.ndarray:
-    """Largest |component| of every row (every vector of a multi-vector row included)."""
-    return np.abs(x).reshape(len(x), -1).max(axis=1)
+    """Largest |component| of every row (every vector of a multi-vector row included), a block at a time."""
+    flat = x.reshape(len(x), -1)
+    return np.concatenate(
+        [np.maximum(flat[s].max(axis=1), -flat[s].min(axis=1)) for s in chunk_bounds(len(flat), 1024)]
+    )
 
 
 def integer_factors(rows: np.ndarray) -> np.ndarray:
     """Per row of a 2-D array: the largest f such that the row / f is an integer vector with entries
     <= 2^``_INTEGER_BITS`` (exact, found by Euclid's algorithm on exact ``fmod``), else 0 (zero rows: 0)."""
-    magnitudes = np.abs(rows)
-    peaks = magnitudes.max(axis=1)
+    peaks = _row_peaks(rows)
     smallest = peaks * 2.0**-_INTEGER_BITS
     factors, alive = peaks.copy(), peaks > 0
-    for column in range(magnitudes.shape[1]):
+    for column in range(rows.shape[1]):
         live = np.flatnonzero(alive)
         if live.size == 0:
             break
-        a, b = factors[live], magnitudes[live, column]
+        a, b = factors[live], np.abs(rows[live, column])
         while True:  # gcd(a, b); a row dies as soon as a remainder falls below its smallest factor
             step = (b > 0) & (b >= smallest[live])
             dead = (b > 0) & ~step
@@ -143,22 +145,27 @@ def integer_factors(rows: np.ndarray) -> np.ndarray:
 
 
 def scaled_vectors(x: np.ndarray) -> np.ndarray:
-    """Every vector (last axis) scaled exactly: to small integers when it is a multiple of one (scaled
-    copies of integer or +-1 vectors become identical), else by a power of two to a largest |component|
-    in [0.5, 1)."""
+    """Every vector (last axis) scaled exactly, in place: to small integers when it is a multiple of one
+    (scaled copies of integer or +-1 vectors become identical), else by a power of two to a largest
+    |component| in [0.5, 1)."""
     flat = x.reshape(-1, x.shape[-1])
-    factors = integer_factors(flat)[:, None]
-    _, exponent = np.frexp(np.abs(flat).max(axis=1, keepdims=True))
-    return np.where(
-        factors > 0, flat / np.where(factors > 0, factors, 1.0), np.ldexp(flat, -exponent)
-    ).reshape(x.shape)
+    factors = integer_factors(flat)
+    _, exponents = np.frexp(_row_peaks(flat))
+    ordinary = np.abs(exponents) < 1000  # powers of two 2^-e are normal floats: multiply (exact, faster)
+    flat *= np.where(ordinary, np.exp2(-exponents.astype(np.float64)), 1.0)[:, None]
+    extreme = np.flatnonzero(~ordinary)
+    flat[extreme] = np.ldexp(flat[extreme], -exponents[extreme, None])
+    integer = np.flatnonzero(factors > 0)
+    if integer.size:  # the power of two above scaled these rows too: divide by the scaled factor
+        flat[integer] /= np.ldexp(factors[integer], -exponents[integer])[:, None]
+    return x
 
 
 def _common_integer_factor(*arrays: np.ndarray) -> float:
     """The largest f making every array / f small integers (``integer_factors`` over all of them), or 0."""
     rows = [a.reshape(-1, a.shape[-1]) for a in arrays]
     factors = np.concatenate([integer_factors(r) for r in rows])
-    peaks = np.concatenate([np.abs(r).max(axis=1) for r in rows])
+    peaks = np.concatenate([_row_peaks(r) for r in rows])
     if ((factors == 0) & (peaks > 0)).any() or not (peaks > 0).any():
         return 0.0
     common = float(factors[peaks > 0][0])
@@ -170,7 +177,7 @@ def _common_integer_factor(*arrays: np.ndarray) -> float:
 
 def _scaled_together(*arrays: np.ndarray) -> list[np.ndarray]:
     """The arrays times one power of two (exact) so the largest |component| of all is in [0.5, 1)."""
-    _, exponent = np.frexp(max(float(np.abs(a).max()) for a in arrays))
+    _, exponent = np.frexp(max(float(_row_peaks(a).max()) for a in arrays))
     return [np.ldexp(a, -exponent) for a in arrays]
 
 
@@ -190,7 +197,7 @@ def centred_for_euclidean(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.
     unit = factor if factor else 1.0
     if factor:  # integer-valued up to one factor: exact small integers
         queries, gallery = queries / factor, gallery / factor
-    peak = max(float(np.abs(queries).max()), float(np.abs(gallery).max()))
+    peak = max(float(_row_peaks(queries).max()), float(_row_peaks(gallery).max()))
     for x, name in ((queries, "queries"), (gallery, "gallery")):
         peaks = _row_peaks(x)
         tiny = np.flatnonzero((peaks > 0) & (peaks < peak * 2.0**_SMALLEST_EUCLIDEAN_EXPONENT))
@@ -203,10 +210,10 @@ def centred_for_euclidean(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.
     queries, gallery = _scaled_together(queries, gallery)
     centre = _rounded_to_bits(gallery.mean(axis=0), _CENTRE_BITS)
     queries, gallery = queries - centre, gallery - centre
-    before = float(np.abs(queries).max()) if queries.size else 0.0
-    before = max(before, float(np.abs(gallery).max()))
+    before = float(_row_peaks(queries).max()) if queries.size else 0.0
+    before = max(before, float(_row_peaks(gallery).max()))
     queries, gallery = _scaled_together(queries, gallery) if before > 0 else (queries, gallery)
-    after = max(float(np.abs(queries).max()), float(np.abs(gallery).max()))
+    after = max(float(_row_peaks(queries).max()), float(_row_peaks(gallery).max()))
     unit *= 2.0 ** np.frexp(peak)[1] * (before / after if after > 0 else 1.0)
     return queries, gallery, unit
 
@@ -430,14 +437,17 @@ class PairwiseScorer:
         *,
         k: int = 0,
         full_ranking: bool = False,
+        relevance: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> list[T]:
         """``[score(rows, top, keys) for each chunk of rows]``, the queries taken in ``order``.
 
         ``top``: the exact ``min(k, G)`` nearest gallery columns of each row, by (distance, index) ([n, 0]
-        when k = 0). ``keys``: keys ordering each row exactly (float64, or Hamming's unique integers) when
-        ``full_ranking`` is asked for or the distance is Hamming, else None. Blocks of ``GEMM_ROWS`` queries
-        run on ``workers`` threads, each with single-threaded BLAS; a row's result depends only on its
-        block, never on ``chunk_size`` (which bounds the selection's memory).
+        when k = 0); given ``relevance(rows, columns) -> bool``, only the relevance at each rank is exact
+        (items of equal relevance may swap, which no metric sees), which saves re-scoring. ``keys``: keys
+        ordering each row exactly (float64, or Hamming's unique integers) when ``full_ranking`` is asked
+        for or the distance is Hamming, else None. Blocks of ``GEMM_ROWS`` queries run on ``workers``
+        threads, each with single-threaded BLAS; a row's result depends only on its block, never on
+        ``chunk_size`` (which bounds the selection's memory).
         """
         workers = workers or default_workers()
         if chunk_size is None:
@@ -473,6 +483,9 @@ class PairwiseScorer:
                     k,
                     lambda r, c, chunk_rows=rows[chunk]: self.exact_pair_keys(chunk_rows[r], c),
                     budget,
+                    None
+                    if relevance is None
+                    else lambda r, c, chunk_rows=rows[chunk]: relevance(chunk_rows[r], c),
                 )
                 if top is None:  # too many near-ties in this block: float64 GEMM instead
                     return exact_block(rows, self.exact_keys(rows))
@@ -524,43 +537,83 @@ def _columns_up_to(keys: np.ndarray, threshold: np.ndarray | None) -> np.ndarray
     return np.broadcast_to(np.arange(n_gallery), keys.shape).copy()
 
 
+_CANDIDATE_SLACK = 32  # candidates taken beyond the k-th at first; rows needing more get all they need
+
+
+def _candidates(keys: np.ndarray, k: int, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(columns holding every key <= the row's k-th smallest + margin, that threshold per row)."""
+    n_rows, n_gallery = keys.shape
+    if k == n_gallery:
+        return np.broadcast_to(np.arange(n_gallery), keys.shape).copy(), np.full(n_rows, np.inf)
+    width = min(k + _CANDIDATE_SLACK, n_gallery)
+    columns = np.argpartition(keys, width - 1, axis=1)[:, :width] if width < n_gallery else None
+    if columns is not None:
+        values = np.take_along_axis(keys, columns, axis=1)
+        threshold = np.partition(values, k - 1, axis=1)[:, k - 1].astype(np.float64) + margin
+        if (values.max(axis=1) > threshold).all():  # every row's next key lies beyond its threshold
+            return columns, threshold
+    threshold = np.partition(keys, k - 1, axis=1)[:, k - 1].astype(np.float64) + margin
+    return _columns_up_to(keys, threshold), threshold
+
+
 def _smallest_k_within_bounds(
     keys: np.ndarray,
     bounds: np.ndarray,
     k: int,
     exact_keys: Callable[[np.ndarray, np.ndarray], np.ndarray],
     budget: int,
+    relevance: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray | None, int]:
     """Exact top-k columns from float32 keys within ``bounds`` of the exact ones: (columns, budget left).
 
     Candidates: keys <= (k-th smallest) + 2 bound (a superset of the exact top k). Sorted by float32 key,
     runs of neighbours closer than 2 bound are re-scored by ``exact_keys(local rows, columns)`` and ordered
-    by (exact key, column); across runs the float32 order is the exact one. (None, budget) when more pairs
+    by (exact key, column); across runs the float32 order is the exact one. With ``relevance(local rows,
+    columns)`` only runs mixing relevant and other items are re-scored: the relevance of every rank is
+    then exact, the order within a run of equally relevant items is not. (None, budget) when more pairs
     than ``budget`` would need re-scoring.
     """
     n_rows, n_gallery = keys.shape
     k = min(k, n_gallery)
-    margin = 2.0 * bounds[:, None]
-    if k < n_gallery:
-        threshold = np.partition(keys, k - 1, axis=1)[:, k - 1].astype(np.float64) + margin[:, 0]
-    else:
-        threshold = np.full(n_rows, np.inf)
-    columns = _columns_up_to(keys, threshold if k < n_gallery else None)
+    margin = 2.0 * bounds
+    columns, threshold = _candidates(keys, k, margin)
+    ranked = np.sort(_composite_keys(np.take_along_axis(keys, columns, axis=1), columns), axis=1)
+    columns = ranked & _INDEX_MASK
     values = np.take_along_axis(keys, columns, axis=1).astype(np.float64)
-    order = np.lexsort((columns, values), axis=1)
-    columns, values = np.take_along_axis(columns, order, axis=1), np.take_along_axis(values, order, axis=1)
-    close = (np.diff(values, axis=1) <= margin) & (values[:, 1:] <= threshold[:, None])
+    close = (np.diff(values, axis=1) <= margin[:, None]) & (values[:, 1:] <= threshold[:, None])
+    run = np.cumsum(np.concatenate([np.ones((n_rows, 1), dtype=bool), ~close], axis=1), axis=1)
     ambiguous = np.zeros(values.shape, dtype=bool)
     ambiguous[:, 1:] |= close
     ambiguous[:, :-1] |= close
+    if relevance is not None and ambiguous.any():
+        relevant = relevance(np.arange(n_rows), columns)
+        flat_run = (run + np.arange(n_rows)[:, None] * (values.shape[1] + 1)).ravel()
+        members = np.bincount(flat_run)
+        hits = np.bincount(flat_run, weights=relevant.ravel())
+        ambiguous &= ((hits > 0) & (hits < members))[flat_run].reshape(values.shape)
     rows, positions = np.nonzero(ambiguous)
     if len(rows) > budget:
         return None, budget
-    exact = np.zeros(values.shape)
-    exact[rows, positions] = exact_keys(rows, columns[rows, positions])
-    run = np.cumsum(np.concatenate([np.ones((n_rows, 1), dtype=bool), ~close], axis=1), axis=1)
-    order = np.lexsort((columns, exact, run), axis=1)
-    return np.take_along_axis(columns, order, axis=1)[:, :k], budget - len(rows)
+    # every member of a re-scored run is re-scored and runs are contiguous: re-order those positions only
+    rescored = columns[rows, positions]
+    order = np.lexsort((rescored, exact_keys(rows, rescored), run[rows, positions], rows))
+    columns[rows, positions] = rescored[order]
+    return columns[:, :k], budget - len(rows)
+
+
+_INDEX_BITS = 31  # composite float32 keys: 32 bits of ordered key, then 31 bits of gallery column
+_INDEX_MASK = (1 << _INDEX_BITS) - 1
+
+
+def _composite_keys(keys: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Unique int64 keys sorting like (float32 key, column): ``ordered(float32 bits) << 31 | column``.
+
+    The float32 bit pattern is mapped to an integer of the same order (negative floats get their magnitude
+    bits flipped); ``-0.0`` is folded onto ``+0.0`` first since they compare equal.
+    """
+    bits = (keys.astype(np.float32) + np.float32(0.0)).view(np.int32)
+    ordered = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).astype(np.int64) + 2**31
+    return (ordered << _INDEX_BITS) | columns
 
 
 def relevant_ranks(keys: np.ndarray, relevant_columns: np.ndarray) -> np.ndarray:
