@@ -4,8 +4,8 @@ A class is a combination of attribute values (body outline, elongation, rim, app
 are *novel*: the concave ``star`` body and the ``wings`` appendage. Seen classes never carry them and every
 unseen class carries at least one (:func:`design_classes`), so zero-shot retrieval asks a model to
 generalise to part types it never saw, as Sketchy's unseen classes hold objects absent from its seen
-ones; a model that also trains on the unseen classes does measurably better
-(``benchmarks/seen_unseen_gap.py``). The side information still describes the novel parts: besides
+ones (``benchmarks/seen_unseen_gap.py`` measures how much better a model does that also trains on the
+unseen classes). The side information still describes the novel parts: besides
 one entry per body/appendage type, the attribute vector holds shared descriptors (concavity, how many
 appendages, where they sit, whether they are pointed), so ``wings`` read as "two pointed parts on the
 sides", a mix of what ``horns`` (two, pointed) and ``tail`` / ``handle`` (sides) show in seen classes.
