@@ -3,8 +3,10 @@
 Random data: 12,694 query sketches x 10,453 gallery photos, 21 classes; float32 embeddings of each
 ``--dims`` and binary codes of each ``--bits``. For every configuration, in the same run:
 
-- ``engine``: ``evaluate`` with p@100, p@200, map@200, map@200_yelamarthi (exact ranking, ties by index);
-- ``map@all``: ``evaluate`` with map@all alone (ranks of every relevant item), reported separately;
+- ``engine``: ``evaluate`` with p@100, p@200, map@200, map@200_yelamarthi (exact ranking, ties by index:
+  a float32 GEMM, then float64 re-scoring where its error bound leaves the order open);
+- ``map@all``: ``evaluate`` with map@all alone (ranks of every relevant item, from float64 keys: a float64
+  GEMM, about twice the float32 one), reported separately;
 - (a) ``mm``: one plain ``torch.mm`` of the same shapes, the compute floor (for codes: the +-1 matrices),
   and ``np mm``: the same product through NumPy's BLAS (OpenBLAS), which the engine's GEMMs use and
   which is the faster floor on some CPUs (AMD EPYC here: ~125 vs ~90 GFLOP/s per core for MKL);

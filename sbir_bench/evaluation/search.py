@@ -300,18 +300,22 @@ class PairwiseScorer:
         self._expand = None if distinct.all() else self._distinct_column
         self._queries64 = np.ascontiguousarray(q64)
         self._query_squares = _squared_norms(self._queries64)  # [Q] or [Q, m]
-        self._gallery64 = g64[distinct]
+        self._gallery64 = g64 if distinct.all() else g64[distinct]
         self._gallery_squares = _squared_norms(self._gallery64)
+        self._gallery_squares32 = self._gallery_squares.astype(np.float32)
+        self._gallery32: np.ndarray | None = None  # made on first use (float32 keys), see float32_gallery
         dim = g.shape[1]
-        if distance == "cosine":  # unit vectors, the gallery negated: float32 keys are -cos
-            norms = np.sqrt(_nonzero(self._gallery_squares))[:, None]
-            self._gallery32 = np.ascontiguousarray((self._gallery64 / -norms).astype(np.float32))
-            self._bound_factor = 1.01 * (dim + 8) * UNIT_ROUNDOFF_FLOAT32
-        else:
-            self._gallery32 = self._gallery64.astype(np.float32)
-            self._gallery_squares32 = self._gallery_squares.astype(np.float32)
-            self._bound_factor = 1.01 * (dim + 8) * UNIT_ROUNDOFF_FLOAT32
+        self._bound_factor = 1.01 * (dim + 8) * UNIT_ROUNDOFF_FLOAT32
         self._underflow_bound = dim * 2.0**-120  # float32 conversion of components below its normal range
+
+    def float32_gallery(self) -> np.ndarray:
+        """The gallery for float32 keys: cosine, negated unit vectors (keys are -cos); Euclidean, as is."""
+        if self._gallery32 is None:
+            gallery = self._gallery64
+            if self.distance == "cosine":
+                gallery = gallery / -np.sqrt(_nonzero(self._gallery_squares))[:, None]
+            self._gallery32 = np.ascontiguousarray(gallery.astype(np.float32))
+        return self._gallery32
 
     # float32 keys and their error bound
     def float32_keys(self, rows: np.ndarray) -> np.ndarray:
@@ -327,7 +331,7 @@ class PairwiseScorer:
         if self.distance == "euclidean":
             queries32 *= np.float32(-2.0)  # exact scaling by a power of two
         flat = queries32.reshape(-1, queries32.shape[-1])
-        keys = _blocked_gemm(flat, self._gallery32, np.float32)
+        keys = _blocked_gemm(flat, self.float32_gallery(), np.float32)
         if self.distance == "euclidean":
             keys += self._gallery_squares32
             if multi:
@@ -473,6 +477,8 @@ class PairwiseScorer:
                 return results
             if full_ranking or not k:
                 return exact_block(rows, self.exact_keys(rows) if full_ranking else np.empty((len(rows), 0)))
+            if use_float64[0]:
+                return exact_block(rows, self.exact_keys(rows))
             keys32, bounds = self.float32_keys(rows), self.bounds(rows)
             budget = int(_RESCORED_SHARE_LIMIT * len(rows) * self.n_gallery)
             tops = []
@@ -488,6 +494,9 @@ class PairwiseScorer:
                     else lambda r, c, chunk_rows=rows[chunk]: relevance(chunk_rows[r], c),
                 )
                 if top is None:  # too many near-ties in this block: float64 GEMM instead
+                    if rows is blocks[0]:
+                        use_float64[0] = True
+                        self._gallery32 = None  # not needed any more: free it
                     return exact_block(rows, self.exact_keys(rows))
                 tops.append(top)
             return [
@@ -495,8 +504,12 @@ class PairwiseScorer:
                 for chunk, top in zip(chunk_bounds(len(rows), chunk_size), tops, strict=True)
             ]
 
+        # the first block decides, deterministically, whether float32 keys pay off: if its near-ties need a
+        # float64 GEMM, every block computes float64 keys straight away (no float32 GEMM wasted)
+        use_float64 = [False]
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-            return [result for block in pool.map(score_block, blocks) for result in block]
+            first = score_block(blocks[0]) if blocks else []
+            return first + [result for block in pool.map(score_block, blocks[1:]) for result in block]
 
 
 def _blocked_gemm(left: np.ndarray, right: np.ndarray, dtype: type) -> np.ndarray:
