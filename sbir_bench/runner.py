@@ -1,6 +1,6 @@
 """``sbir-bench bench``: one composed config -> for each split and seed: data, method, Trainer, test, record.
 
-The path a run walks (spec/architecture.md): registry -> DataModule + method + Trainer -> ``trainer.fit``
+The path a run walks (README, "Layout"): registry -> DataModule + method + Trainer -> ``trainer.fit``
 (checkpoint chosen by validation retrieval mAP, resumable) -> ``trainer.test`` (the evaluation engine
 scores gathered embeddings) -> one JSON record -> leaderboard rebuilt from all records.
 

@@ -1,4 +1,4 @@
-"""Per-query retrieval metrics, exactly as defined in the suite's metrics specification.
+"""Per-query retrieval metrics, exactly as the README's metric table defines them.
 
 Notation for one query: the gallery is ranked by ascending distance (ties by gallery index); rel(k) = 1
 when the item at rank k (1-based) is relevant; R = number of relevant items in the whole gallery;

@@ -18,7 +18,7 @@ Verified from the released code (github.com/ShivaKrishnaM/ZS-SBIR, ``trainCVAE_p
 - retrieval: 100 draws z ~ N(0, I) per query sketch, decoded with the sketch and averaged; gallery photos
   are ranked by cosine distance to the average (sklearn ``NearestNeighbors(metric="cosine")``).
 
-Where this implementation departs from that code (the spec names no such details):
+Where this implementation departs from that code (the paper names no such details):
 
 - the reparameterisation noise ε is drawn per sample; the released ``sample_z`` draws one ε of shape
   ``[n_z]`` and broadcasts it over the whole minibatch, an evident slip;
