@@ -293,7 +293,10 @@ def _finish_record(
         "effective_batch_size": batch_size * trainer.world_size if batch_size else None,
         "accelerator": type(trainer.accelerator).__name__,
         "epochs_trained": trainer.current_epoch,
-        "best_checkpoint": best_checkpoint,
+        # both as the run folder was given (relative to where bench ran): records name no machine path
+        "best_checkpoint": str(run_dir / "checkpoints" / Path(best_checkpoint).name)
+        if best_checkpoint
+        else None,
         "run_dir": str(run_dir),
     }
     resumed = [c.resumed_at_epoch for c in trainer.callbacks if isinstance(c, RandomStateCheckpoint)]
