@@ -217,6 +217,8 @@ class RetrievalDataModule(L.LightningDataModule):
         semantics: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        # kept in every checkpoint: ``RetrievalDataModule.load_from_checkpoint`` rebuilds the data of a run
+        self.save_hyperparameters(logger=False)  # (the run's config is logged already)
         self.dataset = dataset
         self.split = split
         self.dataset_kwargs = dict(dataset_kwargs or {})

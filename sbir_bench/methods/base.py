@@ -5,10 +5,15 @@ A method is a LightningModule that embeds query sketches (:meth:`embed_query`) a
 loops are shared here: they collect embeddings with their global indices, gather them across DDP ranks
 (dropping DistributedSampler padding) and hand them to the evaluation engine, which knows nothing of
 any method. Dataloader 0 of the val/test loaders yields queries, dataloader 1 the gallery.
+
+Checkpoints load on their own: every method is built from a :class:`DataInfo` (``data``), which the base
+class writes into the checkpoint's hyper-parameters as plain data, with the method's registered name, so
+``Method.load_from_checkpoint(path)`` needs no other argument (``sbir-bench embed`` relies on it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import lightning as L
@@ -17,10 +22,40 @@ from torch import Tensor
 
 from sbir_bench.data.records import DataInfo
 from sbir_bench.evaluation.engine import DEFAULT_METRICS, evaluate, gather_embeddings
+from sbir_bench.registry import METHODS
 
-__all__ = ["DataInfo", "RetrievalMethod", "QUERIES", "GALLERY"]
+__all__ = ["DataInfo", "RetrievalMethod", "QUERIES", "GALLERY", "METHOD_KEY", "data_hparams", "data_info"]
 
 QUERIES, GALLERY = 0, 1
+METHOD_KEY = "sbir_bench_method"  # the checkpoint entry naming the method's registered name
+
+
+def data_hparams(info: DataInfo) -> dict[str, Any]:
+    """``info`` as plain data for a checkpoint's hyper-parameters (loadable with ``weights_only=True``).
+
+    The class side information is kept by its size only (``semantics_dim``): a method that uses the
+    vectors keeps them in a buffer, so they come back with its state_dict.
+    """
+    semantics = info.class_semantics
+    return {
+        "num_classes": int(info.num_classes),
+        "seen_classes": [int(c) for c in info.seen_classes],
+        "feature_dim": None if info.feature_dim is None else int(info.feature_dim),
+        "image_size": None if info.image_size is None else int(info.image_size),
+        "semantics_dim": None if semantics is None else int(semantics.shape[1]),
+    }
+
+
+def data_info(data: DataInfo | Mapping[str, Any]) -> DataInfo:
+    """A :class:`DataInfo`, from itself or from :func:`data_hparams` (a checkpoint being loaded)."""
+    if isinstance(data, DataInfo):
+        return data
+    return DataInfo(
+        num_classes=int(data["num_classes"]),
+        seen_classes=tuple(int(c) for c in data["seen_classes"]),
+        feature_dim=data.get("feature_dim"),
+        image_size=data.get("image_size"),
+    )
 
 
 class RetrievalMethod(L.LightningModule):
@@ -35,8 +70,11 @@ class RetrievalMethod(L.LightningModule):
     train_sampling: ClassVar[str] = "pairs"
     distance: str = "cosine"
 
-    def __init__(self, eval_metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS) -> None:
+    def __init__(
+        self, data: DataInfo | Mapping[str, Any], eval_metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS
+    ) -> None:
         super().__init__()
+        self.data_info = data_info(data)
         self.eval_metrics = tuple(eval_metrics)
         self._buffers_by_loader: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}
         self.last_metrics: dict[str, float] = {}
@@ -113,3 +151,12 @@ class RetrievalMethod(L.LightningModule):
 
     def configure_optimizers(self) -> Any:  # untrained methods have nothing to optimise
         return None
+
+    # --- checkpoints ---------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Make the checkpoint self-sufficient: ``data`` among the hyper-parameters (subclasses save theirs
+        with ``save_hyperparameters(ignore=["data"])``) and the registered name of the method.
+        Subclasses overriding this hook call ``super().on_save_checkpoint(checkpoint)``."""
+        checkpoint.setdefault(self.CHECKPOINT_HYPER_PARAMS_KEY, {})["data"] = data_hparams(self.data_info)
+        names = [name for name in METHODS.names() if METHODS.get(name) is type(self)]
+        checkpoint[METHOD_KEY] = names[0] if names else None

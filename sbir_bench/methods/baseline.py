@@ -6,7 +6,8 @@ distance: what retrieval gets with no sketch-to-photo learning at all.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -24,9 +25,11 @@ class Baseline(RetrievalMethod):
     train_sampling: ClassVar[str] = "none"
     distance = "cosine"
 
-    def __init__(self, data: DataInfo, eval_metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS) -> None:
+    def __init__(
+        self, data: DataInfo | Mapping[str, Any], eval_metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS
+    ) -> None:
         eval_metrics = tuple(str(m) for m in eval_metrics)  # plain types: checkpoints load with weights_only
-        super().__init__(eval_metrics=eval_metrics)
+        super().__init__(data, eval_metrics=eval_metrics)
         self.save_hyperparameters(ignore=["data"])
 
     def embed_query(self, x: Tensor) -> Tensor:

@@ -41,8 +41,8 @@ whose width is fixed (latent_dim for the encoder heads, d for the decoder and th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +99,7 @@ class CVAE(RetrievalMethod):
 
     def __init__(
         self,
-        data: DataInfo,
+        data: DataInfo | Mapping[str, Any],
         *,
         encoder_hidden: Sequence[int] = (512, 256),
         latent_dim: int = 128,
@@ -119,9 +119,9 @@ class CVAE(RetrievalMethod):
             tuple(int(w) for w in widths) for widths in (encoder_hidden, decoder_hidden, regressor_hidden)
         )
         betas, eval_metrics = tuple(float(b) for b in betas), tuple(str(m) for m in eval_metrics)
-        super().__init__(eval_metrics=eval_metrics)
+        super().__init__(data, eval_metrics=eval_metrics)
         self.save_hyperparameters(ignore=["data"])
-        if data.feature_dim is None:
+        if self.data_info.feature_dim is None:
             raise ValueError("CVAE works on cached backbone features, but DataInfo.feature_dim is None")
         if not encoder_hidden:
             raise ValueError("CVAE needs at least one encoder hidden layer")
@@ -130,7 +130,7 @@ class CVAE(RetrievalMethod):
                 f"need num_test_samples >= 1 and 0 <= kmeans_clusters <= num_test_samples, "
                 f"got {num_test_samples} and {kmeans_clusters}"
             )
-        feature_dim = int(data.feature_dim)
+        feature_dim = int(self.data_info.feature_dim)
         self.encoder = dense_relu_stack(2 * feature_dim, encoder_hidden, batch_norm=True, dropout=dropout)
         self.mu_head = nn.Sequential(nn.Linear(encoder_hidden[-1], latent_dim), nn.Tanh())
         self.log_var_head = nn.Sequential(nn.Linear(encoder_hidden[-1], latent_dim), nn.Tanh())

@@ -81,7 +81,7 @@ def test_needs_features():
 def test_registry_builds_both_methods():
     model = METHODS.create("cvae", data=info(32), **SMALL)
     assert isinstance(model, CVAE) and model.needs_training and model.distance == "cosine"
-    assert model.hparams.latent_dim == 16 and "data" not in model.hparams
+    assert model.hparams.latent_dim == 16 and "data" not in model.hparams  # added on save (base.py)
 
 
 def test_hyperparameters_from_hydra_load_with_weights_only(tmp_path):

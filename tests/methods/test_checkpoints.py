@@ -1,0 +1,79 @@
+"""Every registered method's checkpoint loads on its own: ``Method.load_from_checkpoint(path)``, no other
+argument, gives the same hyper-parameters, weights and embeddings."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from sbir_bench.data.records import DataInfo
+from sbir_bench.methods.base import METHOD_KEY, RetrievalMethod
+from sbir_bench.registry import METHODS
+
+FEATURE_DIM, IMAGE_SIZE, NUM_CLASSES = 16, 32, 4
+DATA = DataInfo(
+    num_classes=NUM_CLASSES,
+    seen_classes=(0, 1, 3),
+    feature_dim=FEATURE_DIM,
+    image_size=IMAGE_SIZE,
+    class_semantics=np.ones((NUM_CLASSES, 5), dtype=np.float32),
+)
+
+
+def inputs_for(method: RetrievalMethod, n: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    shape = (FEATURE_DIM,) if method.inputs == "features" else (3, IMAGE_SIZE, IMAGE_SIZE)
+    return torch.rand(n, *shape, generator=generator)
+
+
+def evaluation_loader(inputs: torch.Tensor) -> DataLoader:
+    items = [{"input": x, "label": i % NUM_CLASSES, "index": i} for i, x in enumerate(inputs)]
+    return DataLoader(items, batch_size=4)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_a_checkpoint_loads_with_no_other_argument(name, tmp_path):
+    method = METHODS.create(name, data=DATA, eval_metrics=["map@all"])
+    x = inputs_for(method, 6)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.test(method, dataloaders=[evaluation_loader(x), evaluation_loader(x)], verbose=False)
+    path = tmp_path / f"{name}.ckpt"
+    trainer.save_checkpoint(path)
+
+    saved = torch.load(path, weights_only=True)  # plain data only
+    assert saved[METHOD_KEY] == name
+    assert saved["hyper_parameters"]["data"] == {
+        "num_classes": NUM_CLASSES,
+        "seen_classes": [0, 1, 3],
+        "feature_dim": FEATURE_DIM,
+        "image_size": IMAGE_SIZE,
+        "semantics_dim": 5,
+    }
+    loaded = type(method).load_from_checkpoint(path)
+    assert type(loaded) is type(method)
+    assert dict(loaded.hparams) == dict(method.hparams) and loaded.eval_metrics == ("map@all",)
+    assert loaded.data_info.seen_classes == (0, 1, 3) and loaded.data_info.feature_dim == FEATURE_DIM
+    original, restored = method.state_dict(), loaded.state_dict()
+    assert original.keys() == restored.keys()
+    assert all(torch.equal(original[key], restored[key]) for key in original)
+    method.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded.embed_query(x), method.embed_query(x))
+        assert torch.equal(loaded.embed_gallery(x), method.embed_gallery(x))
+
+
+def test_a_method_outside_the_registry_is_not_named(tmp_path):
+    class Unregistered(RetrievalMethod):
+        def embed_query(self, x):
+            return x
+
+        embed_gallery = embed_query
+
+    checkpoint: dict = {}
+    Unregistered(DATA).on_save_checkpoint(checkpoint)
+    assert checkpoint[METHOD_KEY] is None and checkpoint["hyper_parameters"]["data"]["num_classes"] == 4
