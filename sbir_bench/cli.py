@@ -1,4 +1,4 @@
-"""The ``sbir-bench`` command: bench | evaluate | leaderboard | list | data (summary | check).
+"""The ``sbir-bench`` command: bench | evaluate | embed | leaderboard | list | data (summary | check).
 
 A thin layer: it parses arguments, calls the package, and turns the suite's own errors into one clear
 line on stderr (exit code 2) instead of a traceback (set SBIR_DEBUG=1 for the traceback).
@@ -76,6 +76,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         }
         atomic_write_json(Path(args.out), payload)
         print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from sbir_bench.embed import embed_checkpoint
+
+    done = embed_checkpoint(
+        args.checkpoint,
+        args.out_dir,
+        split=args.split,
+        cache_dir=args.cache_dir,
+        accelerator=args.accelerator,
+    )
+    print(f"wrote {done.queries} {done.shapes[0]} and {done.gallery} {done.shapes[1]} (split {done.split})")
+    metrics = " ".join(f"--metric {m}" for m in done.metrics)
+    print(
+        f"score them as the run did: sbir-bench evaluate --queries {done.queries} --gallery {done.gallery} "
+        f"--distance {done.distance} {metrics}"
+    )
     return 0
 
 
@@ -253,6 +272,16 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--distance", default="cosine", choices=("cosine", "euclidean", "hamming"))
     evaluate.add_argument("--out", type=Path, help="write the metrics as JSON here")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    embed = sub.add_parser(
+        "embed", help="a run's checkpoint -> queries.npz / gallery.npz of its test part (for evaluate)"
+    )
+    embed.add_argument("--checkpoint", required=True, type=Path, help="a .ckpt written by `sbir-bench bench`")
+    embed.add_argument("--out-dir", required=True, type=Path, help="where queries.npz and gallery.npz go")
+    embed.add_argument("--split", help="embed this split of the run's dataset (default: the run's split)")
+    embed.add_argument("--cache-dir", help="the data and feature cache (default: the run's)")
+    embed.add_argument("--accelerator", default="cpu", help="Lightning accelerator (default: cpu)")
+    embed.set_defaults(func=cmd_embed)
 
     board = sub.add_parser("leaderboard", help="rebuild leaderboard.csv / .md from the records alone")
     board.add_argument("--results", default="leaderboard/results")

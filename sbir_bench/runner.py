@@ -48,6 +48,7 @@ from sbir_bench.viz import retrieval_grid
 
 GRID_TOP = 10
 LAST_CHECKPOINT = "last"  # checkpoints/last.ckpt: the end of the latest epoch, resumed from
+TESTED_CHECKPOINT = "tested.ckpt"  # the model tested when no best checkpoint was chosen (untrained methods)
 
 
 @dataclass
@@ -248,6 +249,9 @@ def run_one(
         evaluated = time.perf_counter()
         trainer.test(method, datamodule=datamodule, ckpt_path=best, verbose=False)
         eval_seconds = time.perf_counter() - evaluated
+        if best is None:  # untrained, or no validation: keep what was tested, for `sbir-bench embed`
+            best = str(run_dir / "checkpoints" / TESTED_CHECKPOINT)
+            trainer.save_checkpoint(best)
     except Exception:
         if trainer.is_global_zero:
             record.status, record.error = "error", traceback.format_exc(limit=20)
