@@ -11,6 +11,7 @@ import torch
 
 from sbir_bench.cli import main
 from sbir_bench.config import compose
+from sbir_bench.embed import embed_checkpoint, load_run
 from sbir_bench.evaluation.io import evaluate_files
 from sbir_bench.leaderboard.record import read_records
 from sbir_bench.runner import bench
@@ -58,3 +59,12 @@ def test_a_checkpoint_that_cannot_load_on_its_own_is_one_clear_error(tmp_path, c
     assert "does not name its method" in capsys.readouterr().err
     assert main(["embed", "--checkpoint", str(tmp_path / "none.ckpt"), "--out-dir", str(tmp_path)]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_embeddings_of_several_rows_per_query_are_refused(records, tmp_path, monkeypatch):
+    checkpoint = records["cvae"].extra["best_checkpoint"]
+    method, datamodule = load_run(checkpoint)
+    method.hparams.kmeans_clusters = 2  # k-means centres: [N, 2, d] per query
+    monkeypatch.setattr("sbir_bench.embed.load_run", lambda *args, **kwargs: (method, datamodule))
+    with pytest.raises(ValueError, match=r"one row per item \(the CVAE: kmeans_clusters=0\)"):
+        embed_checkpoint(checkpoint, tmp_path)
