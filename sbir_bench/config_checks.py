@@ -205,18 +205,18 @@ def composition_error(error: Exception, overrides: list[str]) -> str:
 def _unknown_key(full_key: str, overrides: list[str]) -> str:
     """``unknown trainer option max_epoch; did you mean max_epochs?`` and the like."""
     parent, _, leaf = full_key.rpartition(".")
+    if parent == "trainer":  # its keys are Trainer parameters (checked): those are the names to suggest
+        if leaf in trainer_parameters():
+            return (
+                f"trainer option {leaf} is not set by the trainer config; add it with +trainer.{leaf}=VALUE"
+            )
+        return f"unknown trainer option {leaf}{did_you_mean(leaf, trainer_parameters())}"
     rest = [o for o in overrides if o.partition("=")[0].lstrip("+~") != full_key]
     try:
         node = OmegaConf.select(compose(rest, check=False), parent) if parent else compose(rest, check=False)
     except ConfigError:
         node = None
     siblings = [str(key) for key in node] if isinstance(node, DictConfig) else []
-    if parent == "trainer":
-        if leaf in trainer_parameters():
-            return (
-                f"trainer option {leaf} is not set by the trainer config; add it with +trainer.{leaf}=VALUE"
-            )
-        return f"unknown trainer option {leaf}{did_you_mean(leaf, [*trainer_parameters(), *siblings])}"
     if not parent:  # a top-level key: config groups are names too (method=, data=, ...)
         groups = [p.name for folder in config_folders() for p in folder.iterdir() if p.is_dir()]
         return f"unknown option {leaf}{did_you_mean(leaf, [*siblings, *groups])}"
