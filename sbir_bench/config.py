@@ -128,9 +128,9 @@ def compose(
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = hydra_compose(config_name=config_name, overrides=[*extra, *overrides])
+        OmegaConf.resolve(cfg)  # e.g. an ${oc.env:NAME} whose variable is not set
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(composition_error(error, list(overrides))) from error
-    OmegaConf.resolve(cfg)
     with open_dict(cfg):
         cfg.overrides = list(overrides)
     OmegaConf.set_struct(cfg, True)

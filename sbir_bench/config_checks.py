@@ -196,10 +196,12 @@ def composition_error(error: Exception, overrides: list[str]) -> str:
     full_key = getattr(error.__cause__, "full_key", None)
     if full_key and "not in struct" in str(error.__cause__):
         return _unknown_key(str(full_key), overrides)
-    override = getattr(error, "override", None)
+    override, where = getattr(error, "override", None), getattr(error, "full_key", None)
     message = str(error).split("\nConfig search path", 1)[0].split("\nSee https://", 1)[0]
-    message = " ".join(message.split())
-    return f"bad override {override!r}: {message}" if override else message
+    message = " ".join(message.split("\n    full_key:", 1)[0].split())
+    if override:
+        return f"bad override {override!r}: {message}"
+    return f"{where}: {message}" if where else message
 
 
 def _unknown_key(full_key: str, overrides: list[str]) -> str:

@@ -124,3 +124,8 @@ def test_bench_cfg_prints_the_resolved_config_and_runs_nothing(tmp_path, capsys)
     assert printed.paths.cache_dir != "${oc.env:SBIR_CACHE,.cache/sbir_bench}", "resolved"
     assert not (tmp_path / "outputs").exists()
     assert main(["bench", "--cfg", "seeds=[a]"]) == 0, "--cfg shows even a config that would be refused"
+
+
+def test_an_unresolvable_value_is_a_config_error():
+    with pytest.raises(ConfigError, match="Environment variable 'SBIR_TEST_UNSET' not found"):
+        compose(["paths.cache_dir=${oc.env:SBIR_TEST_UNSET}"])
