@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from sbir_bench.config import ConfigError
-from sbir_bench.data.records import DatasetError
-from sbir_bench.registry import UnknownNameError, list_datasets, list_methods
+from sbir_bench.registry import UnknownNameError
 
+# Imports stay light here and in every command's path to its first error (``list`` and config errors
+# take about a second): pandas, torch, Lightning and W&B are imported inside the commands that use them.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     UnknownNameError,
-    DatasetError,
     FileNotFoundError,
     FileExistsError,
     FloatingPointError,
@@ -31,11 +31,27 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _is_user_error(error: BaseException) -> bool:
+    """One of :data:`USER_ERRORS`, or a DatasetError (looked up only once its module, which imports
+    pandas, is loaded: it cannot have been raised before)."""
+    records = sys.modules.get("sbir_bench.data.records")
+    return isinstance(error, USER_ERRORS + ((records.DatasetError,) if records else ()))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
     from sbir_bench.config import compose
+    from sbir_bench.config_checks import check_objects
+
+    cfg = compose(args.overrides, check=not args.cfg)  # --cfg shows even a config that would be refused
+    if args.cfg:
+        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        return 0
+    check_objects(cfg)  # every _target_, the method and the dataset: still before any data work
+
     from sbir_bench.runner import bench, say
 
-    cfg = compose(args.overrides)
     summary = bench(cfg)
     if summary.leaderboard is None:  # a non-zero DDP rank: rank 0 reports
         return 0
@@ -117,13 +133,32 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+LISTED_GROUPS = ("method", "data", "trainer", "logger", "experiment", "debug", "callbacks")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    sections = {"methods": list_methods(), "datasets": list_datasets()}
+    from sbir_bench.config import available, config_values, entry_point_names
+
+    configs = {group: names for group in LISTED_GROUPS if (names := available(group))}
+    sections = {
+        # registered names as the configs use them (method.name, data.dataset): no method module is
+        # imported, since those import Lightning
+        "methods": sorted({*config_values("method", "name"), *entry_point_names("sbir_bench.methods")}),
+        "datasets": config_values("data", "dataset"),
+    }
     if args.json:
-        print(json.dumps(sections, indent=2))
+        print(json.dumps({**sections, "configs": configs}, indent=2))
         return 0
+    titles = {
+        "methods": "methods (method.name; configs: method=NAME below):",
+        "datasets": "datasets (data.dataset; sbir-bench data summary|check DATASET):",
+    }
     for title, names in sections.items():
-        print(f"{title}:")
+        print(titles[title])
+        for name in names:
+            print(f"  {name}")
+    for group, names in configs.items():
+        print(f"{group}= configs:")
         for name in names:
             print(f"  {name}")
     return 0
@@ -147,7 +182,7 @@ def _checked_options(what: str, factory: Any, options: dict[str, Any]) -> dict[s
     parameters = inspect.signature(factory).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return options
-    accepted = sorted(p.name for p in parameters if p.name not in ("cache_dir", "progress"))
+    accepted = sorted(p.name for p in parameters if p.name not in ("cache_dir", "progress", "splits"))
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(
@@ -188,11 +223,10 @@ def cmd_data_summary(args: argparse.Namespace) -> int:
     if args.root is not None:
         options["root"] = str(args.root)
     factory = DATASETS.get(args.dataset)
-    catalog = DATASETS.create(
-        args.dataset,
-        cache_dir=str(args.cache_dir),
-        **_checked_options(f"dataset {args.dataset!r}", factory, options),
-    )
+    options = _checked_options(f"dataset {args.dataset!r}", factory, options)
+    if args.split and "splits" in inspect.signature(factory).parameters:
+        options["splits"] = [args.split]  # build that split only: a partial tree may lack the others
+    catalog = DATASETS.create(args.dataset, cache_dir=str(args.cache_dir), **options)
     names = [args.split] if args.split else list(catalog.splits)
     rows = [_split_counts(catalog, name) for name in names]
     summary = {
@@ -228,6 +262,7 @@ def cmd_data_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
+    from sbir_bench.data.records import DatasetError
     from sbir_bench.registry import DATASET_CHECKERS, DATASETS
 
     DATASETS.get(args.dataset)  # an unknown dataset fails here, naming the known ones
@@ -256,20 +291,30 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "overrides", nargs="*", help="Hydra overrides, e.g. method=cvae data=synthetic_zs seeds=[0,1]"
     )
+    bench.add_argument("--cfg", action="store_true", help="print the resolved config (YAML) and exit")
     bench.set_defaults(func=cmd_bench)
 
     evaluate = sub.add_parser(
         "evaluate", help="score embeddings produced anywhere (.npz: embeddings, labels)"
     )
-    evaluate.add_argument("--queries", required=True, type=Path)
-    evaluate.add_argument("--gallery", required=True, type=Path)
+    evaluate.add_argument(
+        "--queries", required=True, type=Path, help="query .npz: embeddings (N x D), labels (N)"
+    )
+    evaluate.add_argument(
+        "--gallery", required=True, type=Path, help="gallery .npz: embeddings (M x D), labels (M)"
+    )
     evaluate.add_argument(
         "--metric",
         action="append",
         help="repeatable: p@K, p@K_minr, map@K, map@K_yelamarthi, map@K_voc, map@all, map@all_voc "
         "(default: the leaderboard metrics)",
     )
-    evaluate.add_argument("--distance", default="cosine", choices=("cosine", "euclidean", "hamming"))
+    evaluate.add_argument(
+        "--distance",
+        default="cosine",
+        choices=("cosine", "euclidean", "hamming"),
+        help="how queries and gallery items are compared (default: cosine)",
+    )
     evaluate.add_argument("--out", type=Path, help="write the metrics as JSON here")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -284,12 +329,20 @@ def parser() -> argparse.ArgumentParser:
     embed.set_defaults(func=cmd_embed)
 
     board = sub.add_parser("leaderboard", help="rebuild leaderboard.csv / .md from the records alone")
-    board.add_argument("--results", default="leaderboard/results")
-    board.add_argument("--out", default="leaderboard")
+    board.add_argument(
+        "--results",
+        default="leaderboard/results",
+        help="folder of the run records (JSON) to build from (default: leaderboard/results)",
+    )
+    board.add_argument(
+        "--out",
+        default="leaderboard",
+        help="folder to write leaderboard.csv and leaderboard.md into (default: leaderboard)",
+    )
     board.set_defaults(func=cmd_leaderboard)
 
-    listing = sub.add_parser("list", help="registered methods and datasets")
-    listing.add_argument("--json", action="store_true")
+    listing = sub.add_parser("list", help="the names to type: methods, datasets, configs of each group")
+    listing.add_argument("--json", action="store_true", help="print them as JSON")
     listing.set_defaults(func=cmd_list)
 
     data = sub.add_parser("data", help="inspect a dataset: split counts, or every problem of its tree")
@@ -298,7 +351,7 @@ def parser() -> argparse.ArgumentParser:
     summary = data_sub.add_parser("summary", help="per-split counts of classes, sketches, photos, parts")
     summary.add_argument("dataset")
     summary.add_argument("--root", type=Path, help="the dataset folder (default: under $SBIR_DATA)")
-    summary.add_argument("--split", help="only this split")
+    summary.add_argument("--split", help="only this split (the only one built, where the reader allows)")
     summary.add_argument("--json", action="store_true")
     summary.add_argument(
         "--cache-dir",
@@ -320,10 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except USER_ERRORS as error:
-        if os.environ.get("SBIR_DEBUG"):
+    except Exception as error:
+        if os.environ.get("SBIR_DEBUG") or not _is_user_error(error):
             raise
-        print(f"sbir-bench {args.command}: error: {error}", file=sys.stderr)
+        for line in str(error).splitlines() or [type(error).__name__]:  # one line per problem
+            print(f"sbir-bench {args.command}: error: {line}", file=sys.stderr)
         return 2
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_DIR_ENV = "SBIR_CONFIG_DIR"
+SEARCHPATH_ENV = "SBIR_CONFIG_SEARCHPATH"
 # Keys that change how a run is executed or logged, never what it computes: left out of its identity.
 # Overriding any other key makes a run a variant of its own (sbir_bench/variant.py, leaderboard/README.md).
 # (The variant label, the split and the seed are identity fields of their own; DDP/device choices are
@@ -50,8 +51,15 @@ class ConfigError(ValueError):
 
 
 def config_dir() -> Path:
-    """The configs/ folder: $SBIR_CONFIG_DIR, else the one beside the package (editable install)."""
-    path = Path(os.environ.get(CONFIG_DIR_ENV, Path(__file__).resolve().parents[1] / "configs"))
+    """The configs folder: ``$SBIR_CONFIG_DIR``, else the one shipped inside the package
+    (``sbir_bench/configs`` of a wheel), else the checkout's ``configs/`` (editable install)."""
+    package = Path(__file__).resolve().parent
+    if CONFIG_DIR_ENV in os.environ:
+        path = Path(os.environ[CONFIG_DIR_ENV])
+    elif (package / "configs" / "bench.yaml").is_file():
+        path = package / "configs"
+    else:
+        path = package.parent / "configs"
     if not (path / "bench.yaml").is_file():
         raise ConfigError(
             f"no bench.yaml in config folder {path}; set {CONFIG_DIR_ENV} to the repo's configs/"
@@ -59,16 +67,52 @@ def config_dir() -> Path:
     return path
 
 
+def search_path() -> list[Path]:
+    """Folders of a lab's own configs (``$SBIR_CONFIG_SEARCHPATH``, separated like ``$PATH``): their
+    ``method/mine.yaml`` is chosen with ``method=mine``, beside the suite's configs."""
+    return [Path(part) for part in os.environ.get(SEARCHPATH_ENV, "").split(os.pathsep) if part]
+
+
+def config_folders() -> list[Path]:
+    """Every folder configs are read from: the suite's, then the search path's."""
+    return [config_dir(), *search_path()]
+
+
 def available(group: str) -> list[str]:
-    """Names of the configs of one group (e.g. ``method``), from the files in configs/<group>/."""
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    """Names of the configs of one group (e.g. ``method``), from the files in <folder>/<group>/."""
+    return sorted({p.stem for folder in config_folders() for p in (folder / group).glob("*.yaml")})
 
 
-def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "bench") -> DictConfig:
+def config_values(group: str, key: str) -> list[str]:
+    """The values of top-level ``key`` in a group's configs (``config_values("data", "dataset")``: the
+    datasets the data configs read), read as plain YAML without composing."""
+    import yaml
+
+    values = set()
+    for folder in config_folders():
+        for path in (folder / group).glob("*.yaml"):
+            content = yaml.safe_load(path.read_text()) or {}
+            if isinstance(content, dict) and isinstance(content.get(key), str):
+                values.add(content[key])
+    return sorted(values)
+
+
+def entry_point_names(group: str) -> list[str]:
+    """Names installed packages register under an entry-point ``group``, without importing them."""
+    from importlib.metadata import entry_points
+
+    return sorted(entry.name for entry in entry_points(group=group))
+
+
+def compose(
+    overrides: list[str] | tuple[str, ...] = (), config_name: str = "bench", check: bool = True
+) -> DictConfig:
     """Compose ``configs/<config_name>.yaml`` with Hydra overrides; raise ConfigError on any mistake.
 
     The overrides are kept in the config (key ``overrides``, not part of the identity): they tell which
-    registered configuration a run started from (:func:`sbir_bench.variant.resolve_variant`).
+    registered configuration a run started from (:func:`sbir_bench.variant.resolve_variant`). With
+    ``check``, every value Lightning or the evaluation would refuse later is refused now
+    (:func:`sbir_bench.config_checks.check_config`, without importing Lightning).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -76,18 +120,33 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "ben
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from sbir_bench.config_checks import check_config, composition_error
+
+    searched = [f"file://{folder.resolve()}" for folder in search_path()]
+    extra = [f"hydra.searchpath=[{','.join(searched)}]"] if searched else []
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=[*extra, *overrides])
+        OmegaConf.resolve(cfg)  # e.g. an ${oc.env:NAME} whose variable is not set
     except (HydraException, OmegaConfBaseException) as error:
-        hint = "; ".join(f"{g}: {', '.join(available(g))}" for g in ("method", "data", "trainer", "logger"))
-        raise ConfigError(f"bad config or override ({error}). Known configs — {hint}") from error
-    OmegaConf.resolve(cfg)
+        raise ConfigError(composition_error(error, list(overrides))) from error
     with open_dict(cfg):
         cfg.overrides = list(overrides)
     OmegaConf.set_struct(cfg, True)
+    if check:
+        check_config(cfg)
     return cfg
+
+
+def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
+    """Keep the resolved config (``config.yaml``) and the command line's overrides (``overrides.yaml``)
+    in a run folder, as a Hydra run folder's ``.hydra/`` does; atomic writes, as every DDP rank calls it."""
+    from sbir_bench.leaderboard.record import atomic_write_text
+
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    overrides = OmegaConf.create(list(cfg.get("overrides", [])))
+    atomic_write_text(run_dir / "overrides.yaml", OmegaConf.to_yaml(overrides))
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from sbir_bench.config import config_hash, to_container
+from sbir_bench.config import config_hash, save_run_config, to_container
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.evaluation.search import top_k
 from sbir_bench.leaderboard.build import rebuild
@@ -199,6 +199,7 @@ def run_one(
     )
     say(f"run {name} -> {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)  # marks the run as this checkout's (see _ran_in_this_checkout)
+    save_run_config(cfg, run_dir)  # config.yaml (resolved) and overrides.yaml, as Hydra's .hydra/ keeps
     datamodule = build_datamodule(cfg, split, seed, method_cls)
     datamodule.prepare_data()
     datamodule.setup()

@@ -58,7 +58,7 @@ def group_overrides(overrides: list[str]) -> tuple[list[str], dict[str, str], bo
         key = override.key_or_group
         if key == "variant":
             variant_set = True
-        elif (config_dir() / key).is_dir():
+        elif key == "hydra.searchpath" or (config_dir() / key).is_dir():  # where a lab's configs lie
             groups.append(override.input_line)
             choices[key] = str(override.value())
     return groups, choices, variant_set

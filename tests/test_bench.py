@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
-from sbir_bench.config import compose
+from sbir_bench.config import compose, config_hash
 from sbir_bench.leaderboard.build import REFERENCE_METHODS
 from sbir_bench.leaderboard.record import read_records
 from sbir_bench.runner import bench
@@ -31,6 +32,9 @@ def test_baseline_bench_writes_records_and_leaderboard(tiny_overrides, tmp_path)
     zeroshot = next(r for r in records if r.split == "zeroshot")
     assert zeroshot.counts["n_queries"] == zeroshot.counts["split_test_query"]  # every query scored once
     assert zeroshot.commit and zeroshot.versions["torch"] and zeroshot.config["method"]["name"] == "baseline"
+    run_dir = Path(zeroshot.extra["run_dir"])  # keeps the resolved config and the overrides
+    assert config_hash(OmegaConf.load(run_dir / "config.yaml")) == zeroshot.config_hash
+    assert list(OmegaConf.load(run_dir / "overrides.yaml")) == ["method=baseline", *tiny_overrides]
     table = pd.read_csv(tmp_path / "leaderboard" / "leaderboard.csv")
     assert list(table["method"]) == ["baseline", *REFERENCE_METHODS]
     assert (tmp_path / "leaderboard" / "leaderboard.md").is_file()

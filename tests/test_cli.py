@@ -9,17 +9,23 @@ import numpy as np
 from sbir_bench.cli import main
 
 
-def test_list_prints_sections_one_name_a_line(capsys):
+def test_list_prints_the_names_users_type_one_a_line(capsys):
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "methods:" and "  cvae" in lines and "  baseline" in lines
-    assert "datasets:" in lines and "  synthetic" in lines
+    assert lines[0].startswith("methods") and "  cvae" in lines and "  baseline" in lines
+    datasets = lines.index("datasets (data.dataset; sbir-bench data summary|check DATASET):")
+    assert "  sketchy" in lines[datasets:] and "  synthetic" in lines[datasets:]
+    configs = (("data", "sketchy_zs"), ("trainer", "ddp"), ("logger", "csv"), ("experiment", "cvae_paper"))
+    for group, name in configs:
+        start = lines.index(f"{group}= configs:")
+        assert f"  {name}" in lines[start:]
 
 
 def test_list_json(capsys):
     assert main(["list", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert "cvae" in listing["methods"] and "synthetic" in listing["datasets"]
+    assert "sketchy_zs" in listing["configs"]["data"] and "cvae_paper" in listing["configs"]["method"]
 
 
 def test_unknown_method_is_one_clear_line(capsys):
@@ -28,9 +34,38 @@ def test_unknown_method_is_one_clear_line(capsys):
     assert err.count("\n") == 0 and "unknown method 'nope'" in err and "cvae" in err
 
 
-def test_config_typo_is_one_clear_line(capsys):
+def test_config_typo_is_one_clear_line_without_hydra_search_path(capsys):
     assert main(["bench", "methd=cvae"]) == 2
-    assert "Could not override 'methd'" in capsys.readouterr().err
+    assert capsys.readouterr().err == "sbir-bench bench: error: unknown option methd; did you mean method?\n"
+    assert main(["bench", "trainer=gpus"]) == 2
+    err = capsys.readouterr().err
+    assert err == "sbir-bench bench: error: no config 'gpus' in group trainer; known: cpu, ddp, gpu\n"
+
+
+def test_every_option_of_evaluate_and_leaderboard_has_help():
+    import argparse
+
+    from sbir_bench.cli import parser
+
+    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name in ("evaluate", "leaderboard", "list"):
+        for action in commands[name]._actions:
+            assert action.help, f"sbir-bench {name} {action.option_strings} has no help text"
+
+
+def test_leaderboard_prints_the_rows_it_changed(tmp_path, capsys):
+    from sbir_bench.leaderboard.record import write_record
+
+    from .leaderboard.conftest import record
+
+    results, out = tmp_path / "results", tmp_path / "out"
+    write_record(record(run_id="20250101T000000000000Z-00000001"), results)
+    args = ["leaderboard", "--results", str(results), "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "1 row(s) changed" in printed and "cvae" in printed.split("1 row(s) changed")[1]
+    assert main(args) == 0
+    assert "0 row(s) changed" in capsys.readouterr().out
 
 
 def test_evaluate_bring_your_own_embeddings(tmp_path, capsys):

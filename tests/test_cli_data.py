@@ -178,3 +178,26 @@ def test_summary_of_a_sketchy_tree_compares_every_zero_shot_split_with_its_sourc
     assert main([*args, "--split", "gzs_shen"]) == 0
     printed = capsys.readouterr().out
     assert "gzs_shen: counts beside the literature's\nsource: derived: zeroshot_shen's counts" in printed
+
+
+def test_summary_of_one_split_builds_only_that_split_of_a_partial_tree(tmp_path, capsys):
+    """8 sketches a class are too few for the traditional split's 50 query sketches, not for zero-shot."""
+    root = make_sketchy_tree(tmp_path / "Sketchy")
+    args = [
+        "data",
+        "summary",
+        "sketchy",
+        "--root",
+        str(root),
+        "-o",
+        "classes=present",
+        "-o",
+        "val_photos_per_class=1",
+    ]
+    assert main(args) == 2
+    assert "too few for the traditional split" in capsys.readouterr().err
+    for split in ("zeroshot_yelamarthi", "gzs_shen"):
+        assert main([*args, "--split", split, "--json"]) == 0
+        assert list(json.loads(capsys.readouterr().out)["splits"]) == [split]
+    assert main([*args, "--split", "traditional"]) == 2
+    assert "too few for the traditional split" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import lightning as L
 import numpy as np
 import pytest
@@ -74,12 +76,8 @@ def test_experiment_config_composes(experiment):
     assert cfg.variant != "default", "an experiment labels its leaderboard rows"
 
 
-def test_typo_in_override_names_known_configs():
-    with pytest.raises(ConfigError, match="method: .*cvae"):
-        compose(["methd=cvae"])
-    with pytest.raises(ConfigError):
-        compose(["data.batchsize=3"])
-    with pytest.raises(ConfigError):
+def test_unknown_config_choice_names_the_known_ones():
+    with pytest.raises(ConfigError, match="no config 'no_such_method' in group method; known: baseline, "):
         compose(["method=no_such_method"])
 
 
@@ -117,3 +115,65 @@ def test_every_data_config_takes_class_semantics_and_their_default_leaves_the_id
     vectors = compose([f"data={data}", "data.semantics.vectors=/data/GoogleNews-vectors-negative300.bin"])
     attributes = compose([f"data={data}", "data.semantics.attributes=/data/attributes.csv"])
     assert len({config_hash(cfg), config_hash(vectors), config_hash(attributes)}) == 3
+
+
+def test_config_dir_is_the_variable_then_the_package_copy_then_the_checkout(tmp_path, monkeypatch):
+    """A wheel holds the configs as sbir_bench/configs (pyproject's force-include); an editable install
+    reads the checkout's configs/ beside the package."""
+    import shutil
+    from pathlib import Path
+
+    import tomllib
+
+    from sbir_bench import config
+
+    checkout = Path(config.__file__).resolve().parents[1]
+    pyproject = tomllib.loads((checkout / "pyproject.toml").read_text())
+    assert pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]["configs"] == (
+        "sbir_bench/configs"
+    )
+    monkeypatch.delenv(config.CONFIG_DIR_ENV, raising=False)
+    assert config.config_dir() == checkout / "configs"
+    installed = tmp_path / "site-packages" / "sbir_bench"
+    shutil.copytree(checkout / "configs", installed / "configs")
+    monkeypatch.setattr(config, "__file__", str(installed / "config.py"))
+    assert config.config_dir() == installed / "configs"
+    assert compose(["method=baseline"]).method.name == "baseline"
+    monkeypatch.setenv(config.CONFIG_DIR_ENV, str(tmp_path / "elsewhere"))
+    with pytest.raises(ConfigError, match="no bench.yaml in config folder .*elsewhere; set SBIR_CONFIG_DIR"):
+        config.config_dir()
+
+
+def test_a_lab_config_folder_on_the_search_path(tmp_path, monkeypatch, capsys):
+    from sbir_bench.cli import main
+    from sbir_bench.variant import resolve_variant
+
+    lab = tmp_path / "lab"
+    (lab / "method").mkdir(parents=True)
+    (lab / "method" / "mine.yaml").write_text("defaults:\n  - baseline\n  - _self_\nbatch_size: 32\n")
+    with pytest.raises(ConfigError, match="no config 'mine' in group method"):
+        compose(["method=mine"])
+    for overrides in (["method=mine"], [f"hydra.searchpath=[file://{lab}]", "method=mine"]):
+        if len(overrides) == 1:
+            monkeypatch.setenv("SBIR_CONFIG_SEARCHPATH", str(lab))
+        else:
+            monkeypatch.delenv("SBIR_CONFIG_SEARCHPATH")
+        cfg = compose(overrides)
+        assert cfg.method.name == "baseline" and cfg.method.batch_size == 32
+        assert resolve_variant(cfg).name.startswith("custom-"), "a variant of baseline's registered row"
+    monkeypatch.setenv("SBIR_CONFIG_SEARCHPATH", str(lab))
+    assert "mine" in available("method")
+    assert main(["list", "--json"]) == 0
+    assert "mine" in json.loads(capsys.readouterr().out)["configs"]["method"]
+
+
+def test_save_run_config_keeps_the_resolved_config_and_the_overrides(tmp_path):
+    from sbir_bench.config import save_run_config
+
+    cfg = compose(["method=baseline", "seeds=[3]"])
+    save_run_config(cfg, tmp_path)
+    assert OmegaConf.load(tmp_path / "config.yaml") == cfg
+    assert OmegaConf.to_container(OmegaConf.load(tmp_path / "overrides.yaml")) == [
+        "method=baseline",
+        "seeds=[3]",
+    ]

@@ -83,6 +83,20 @@ def tree_fingerprint(root: Path, files: Iterable[Path], *extra: object) -> str:
     return digest.hexdigest()[:16]
 
 
+def selected_splits(dataset: str, requested: Sequence[str] | None, known: Sequence[str]) -> list[str]:
+    """The splits a reader builds: ``requested`` (``splits=`` option) in ``known``'s order, or every
+    known one; an unknown name fails naming the known ones. Building fewer lets a partial tree serve the
+    splits it can (``sbir-bench data summary --split``)."""
+    if requested is None:
+        return list(known)
+    unknown = sorted(set(requested) - set(known))
+    if unknown or not requested:
+        raise DatasetError(
+            f"dataset {dataset!r} has no split(s) {unknown or '(none asked)'}; its splits: {', '.join(known)}"
+        )
+    return [name for name in known if name in requested]
+
+
 def image_problems(paths: Iterable[Path]) -> list[Problem]:
     """Zero-byte, truncated or undecodable image files (each fully decoded once)."""
     from PIL import Image, UnidentifiedImageError

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -74,6 +75,7 @@ from sbir_bench.data.readers.common import (
     match_class_folders,
     raise_for_problems,
     resolve_root,
+    selected_splits,
     tree_fingerprint,
 )
 from sbir_bench.data.records import Catalog, DatasetError, Split
@@ -101,6 +103,7 @@ EXTENDED_PREFIX = "extended:"
 INVALID_FILES = tuple(f"invalid-{kind}.txt" for kind in ("ambiguous", "context", "error", "pose"))
 ZEROSHOT_SPLITS = ("zeroshot_yelamarthi", "zeroshot_shen")
 GZS_SPLITS = {"gzs_yelamarthi": "zeroshot_yelamarthi", "gzs_shen": "zeroshot_shen"}  # -> its zero-shot split
+SPLIT_NAMES = (*ZEROSHOT_SPLITS, *GZS_SPLITS, "traditional")
 CLASS_MODES = ("all", "present")
 LAYOUT = """<root>/
   rendered_256x256/256x256/photo/tx_000000000000/<class>/<imageid>.jpg
@@ -406,8 +409,13 @@ def _traditional_hold_out(
     return held, order[len(held) :]
 
 
-def _hold_out_problems(tree: _Tree, items: list[_ClassItems], options: SketchyOptions) -> list[Problem]:
-    """Classes too small for the traditional split's hold-outs (which also cover the zero-shot ones)."""
+def _hold_out_problems(
+    tree: _Tree, items: list[_ClassItems], options: SketchyOptions, splits: Sequence[str]
+) -> list[Problem]:
+    """Classes too small for the hold-outs of ``splits``: the traditional split's (which also cover the
+    zero-shot ones) when it is built, else the zero-shot splits' validation photos of their seen classes."""
+    if "traditional" not in splits:
+        return _zeroshot_hold_out_problems(tree, items, options, splits)
     problems = []
     for name, item in zip(tree.classes, items, strict=True):
         held, rest = _traditional_hold_out(name, item, options.test_sketches_per_class)
@@ -425,6 +433,23 @@ def _hold_out_problems(tree: _Tree, items: list[_ClassItems], options: SketchyOp
                 )
             )
     return problems
+
+
+def _zeroshot_hold_out_problems(
+    tree: _Tree, items: list[_ClassItems], options: SketchyOptions, splits: Sequence[str]
+) -> list[Problem]:
+    zeroshot = {GZS_SPLITS.get(split, split) for split in splits}
+    unseen_everywhere = set.intersection(*(set(unseen_classes(DATASET, split)) for split in zeroshot))
+    return [
+        Problem(
+            str(tree.class_folders["photo"][name]),
+            f"{len(item.photos)} photos are too few for the zero-shot splits, which hold out "
+            f"{options.val_photos_per_class} validation photos per seen class and train on the rest "
+            "(lower val_photos_per_class)",
+        )
+        for name, item in zip(tree.classes, items, strict=True)
+        if name not in unseen_everywhere and len(item.photos) <= options.val_photos_per_class
+    ]
 
 
 def _traditional_split(
@@ -458,23 +483,28 @@ def _traditional_split(
     )
 
 
-def _catalog(tree: _Tree, options: SketchyOptions) -> Catalog:
+def _catalog(tree: _Tree, options: SketchyOptions, splits: Sequence[str] | None = None) -> Catalog:
+    chosen = selected_splits(DATASET, splits, SPLIT_NAMES)
     records, items = _records(tree)
-    raise_for_problems(_hold_out_problems(tree, items, options), f"the Sketchy tree at {tree.root}")
-    splits = {
+    raise_for_problems(_hold_out_problems(tree, items, options, chosen), f"the Sketchy tree at {tree.root}")
+    built = {
         split: _zeroshot_split(
             split, tree, items, extended=options.extended, val_photos_per_class=options.val_photos_per_class
         )
         for split in ZEROSHOT_SPLITS
+        if split in chosen or any(GZS_SPLITS.get(asked) == split for asked in chosen)
     }
     for split, zeroshot in GZS_SPLITS.items():
-        splits[split] = _gzs_split(split, splits[zeroshot], tree, items, options)
-    splits["traditional"] = _traditional_split(
-        tree,
-        items,
-        test_sketches_per_class=options.test_sketches_per_class,
-        val_photos_per_class=options.val_photos_per_class,
-    )
+        if split in chosen:
+            built[split] = _gzs_split(split, built[zeroshot], tree, items, options)
+    if "traditional" in chosen:
+        built["traditional"] = _traditional_split(
+            tree,
+            items,
+            test_sketches_per_class=options.test_sketches_per_class,
+            val_photos_per_class=options.val_photos_per_class,
+        )
+    splits = {split: built[split] for split in chosen}
     shipped = {k: v for k, v in shipped_checksums().items() if k.startswith(f"{DATASET}/")}
     catalog = Catalog(
         name=DATASET,
@@ -482,7 +512,12 @@ def _catalog(tree: _Tree, options: SketchyOptions) -> Catalog:
         class_names=list(tree.classes),
         splits=splits,
         fingerprint=tree_fingerprint(
-            tree.root, tree.all_files() + tree.info_files, SPLITS_VERSION, asdict(options), shipped
+            tree.root,
+            tree.all_files() + tree.info_files,
+            SPLITS_VERSION,
+            asdict(options),
+            shipped,
+            *([chosen] if len(chosen) < len(SPLIT_NAMES) else []),  # fewer splits: another catalog
         ),
     )
     catalog.validate()
@@ -502,11 +537,12 @@ def build_sketchy(
     test_sketches_per_class: int = 50,
     val_photos_per_class: int = 5,
     gzs_seen_gallery_fraction: float = 0.2,
+    splits: Sequence[str] | None = None,
     progress: bool = True,
 ) -> Catalog:
     """Read a Sketchy (+ Extended) tree in place (``cache_dir`` is unused: nothing is generated) and
     return its catalog with splits ``zeroshot_yelamarthi``, ``zeroshot_shen``, ``gzs_yelamarthi``,
-    ``gzs_shen`` and ``traditional``.
+    ``gzs_shen`` and ``traditional``, or only ``splits`` (a partial tree may serve some of them only).
 
     Raises one DatasetError listing the tree's structural problems; :func:`check_sketchy` lists every
     problem, decoding each image too.
@@ -528,7 +564,7 @@ def build_sketchy(
             "Sketchy read with extended=false: the zero-shot galleries are the rendered photos of the unseen "
             "classes, not the Sketchy Extended images the papers search"
         )
-    return _catalog(tree, options)
+    return _catalog(tree, options, splits)
 
 
 def _count_problems(tree: _Tree) -> list[Problem]:
@@ -596,7 +632,7 @@ def check_sketchy(
     if classes == "all":
         problems += _count_problems(tree)
     if not structural:
-        too_small = _hold_out_problems(tree, _records(tree)[1], options)
+        too_small = _hold_out_problems(tree, _records(tree)[1], options, SPLIT_NAMES)
         problems += too_small
         if not too_small:
             try:

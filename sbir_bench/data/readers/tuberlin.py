@@ -46,6 +46,7 @@ order for sketches, one for photos, so the hold-outs below are prefixes of it):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -60,6 +61,7 @@ from sbir_bench.data.readers.common import (
     match_class_folders,
     raise_for_problems,
     resolve_root,
+    selected_splits,
     tree_fingerprint,
 )
 from sbir_bench.data.records import Catalog, DatasetError, Split
@@ -84,6 +86,7 @@ PHOTO_FOLDER = "ImageResized"
 FILELIST = "filelist.txt"
 ZEROSHOT_SPLITS = ("zeroshot_shen",)
 GZS_SPLITS = {"gzs_shen": "zeroshot_shen"}  # generalised zero-shot split -> its zero-shot split
+SPLIT_NAMES = (*ZEROSHOT_SPLITS, *GZS_SPLITS, "traditional")
 CLASS_MODES = ("all", "present")
 LAYOUT = """<root>/
   png/<class>/<n>.png            (TU-Berlin sketches; png/filelist.txt optional)
@@ -235,18 +238,25 @@ class _ClassItems:
     photos: list[int]
 
 
-def _hold_out_problems(tree: _Tree, options: TUBerlinOptions) -> list[Problem]:
-    """Classes too small for the traditional split's hold-outs (which also cover the zero-shot ones)."""
+def _hold_out_problems(tree: _Tree, options: TUBerlinOptions, splits: Sequence[str]) -> list[Problem]:
+    """Classes too small for the hold-outs of ``splits``: the traditional split's (which also cover the
+    zero-shot ones) when it is built, else the zero-shot split's validation items of its seen classes."""
+    if "traditional" in splits:
+        sketches_held, photos_held = options.sketches_held_out, options.photos_held_out
+        unseen: set[str] = set()
+    else:
+        sketches_held, photos_held = options.val_sketches_per_class, options.val_photos_per_class
+        unseen = set.intersection(*(set(unseen_classes(DATASET, GZS_SPLITS.get(s, s))) for s in splits))
     problems = []
     for name in tree.classes:
         sketches, photos = tree.files["sketch"][name], tree.files["photo"][name]
-        if len(sketches) <= options.sketches_held_out or len(photos) <= options.photos_held_out:
+        if name not in unseen and (len(sketches) <= sketches_held or len(photos) <= photos_held):
             photo_folder = tree.class_folders["photo"][name]
             problems.append(
                 Problem(
                     str(tree.class_folders["sketch"][name]),
                     f"{len(sketches)} sketches and {len(photos)} photos (in {photo_folder}) are too few: "
-                    f"the splits hold out {options.sketches_held_out} sketches and {options.photos_held_out} "
+                    f"the splits hold out {sketches_held} sketches and {photos_held} "
                     "photos per class and train on the rest (lower the *_per_class options)",
                 )
             )
@@ -350,13 +360,21 @@ def _traditional_split(tree: _Tree, items: list[_ClassItems], options: TUBerlinO
     )
 
 
-def _catalog(tree: _Tree, options: TUBerlinOptions) -> Catalog:
-    raise_for_problems(_hold_out_problems(tree, options), f"the TU-Berlin tree at {tree.root}")
+def _catalog(tree: _Tree, options: TUBerlinOptions, splits: Sequence[str] | None = None) -> Catalog:
+    chosen = selected_splits(DATASET, splits, SPLIT_NAMES)
+    raise_for_problems(_hold_out_problems(tree, options, chosen), f"the TU-Berlin tree at {tree.root}")
     records, items = _records(tree, options)
-    splits = {split: _zeroshot_split(split, tree, items, options) for split in ZEROSHOT_SPLITS}
+    built = {
+        split: _zeroshot_split(split, tree, items, options)
+        for split in ZEROSHOT_SPLITS
+        if split in chosen or any(GZS_SPLITS.get(asked) == split for asked in chosen)
+    }
     for split, zeroshot in GZS_SPLITS.items():
-        splits[split] = _gzs_split(split, splits[zeroshot], records, options)
-    splits["traditional"] = _traditional_split(tree, items, options)
+        if split in chosen:
+            built[split] = _gzs_split(split, built[zeroshot], records, options)
+    if "traditional" in chosen:
+        built["traditional"] = _traditional_split(tree, items, options)
+    splits = {split: built[split] for split in chosen}
     shipped = {k: v for k, v in shipped_checksums().items() if k.startswith(f"{DATASET}/")}
     extra_files = [tree.filelist] if tree.filelist else []
     catalog = Catalog(
@@ -365,7 +383,12 @@ def _catalog(tree: _Tree, options: TUBerlinOptions) -> Catalog:
         class_names=list(tree.classes),
         splits=splits,
         fingerprint=tree_fingerprint(
-            tree.root, tree.all_files() + extra_files, SPLITS_VERSION, asdict(options), shipped
+            tree.root,
+            tree.all_files() + extra_files,
+            SPLITS_VERSION,
+            asdict(options),
+            shipped,
+            *([chosen] if len(chosen) < len(SPLIT_NAMES) else []),  # fewer splits: another catalog
         ),
         pairing="class",
     )
@@ -385,10 +408,12 @@ def build_tuberlin(
     val_sketches_per_class: int = 4,
     val_photos_per_class: int = 10,
     gzs_seen_gallery_fraction: float = 0.2,
+    splits: Sequence[str] | None = None,
     progress: bool = True,
 ) -> Catalog:
     """Read a TU-Berlin (+ Extension photos) tree in place (``cache_dir`` is unused: nothing is
-    generated) and return its catalog with splits ``zeroshot_shen``, ``gzs_shen`` and ``traditional``.
+    generated) and return its catalog with splits ``zeroshot_shen``, ``gzs_shen`` and ``traditional``,
+    or only ``splits`` (a partial tree may serve some of them only).
 
     Raises one DatasetError listing the tree's structural problems; :func:`check_tuberlin` lists every
     problem, decoding each image too.
@@ -404,7 +429,7 @@ def build_tuberlin(
     )
     tree, problems = _scan(root, options, progress)
     raise_for_problems(problems, f"the TU-Berlin tree at {tree.root} (check_tuberlin lists every problem)")
-    return _catalog(tree, options)
+    return _catalog(tree, options, splits)
 
 
 def _count_problems(tree: _Tree) -> list[Problem]:
@@ -468,7 +493,7 @@ def check_tuberlin(
     if options.classes == "all":
         problems += _count_problems(tree)
     if not structural:
-        too_small = _hold_out_problems(tree, options)
+        too_small = _hold_out_problems(tree, options, SPLIT_NAMES)
         problems += too_small
         if not too_small:
             try:

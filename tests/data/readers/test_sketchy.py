@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from sbir_bench.data.readers.sketchy import build_sketchy, check_sketchy, split_statistics
-from sbir_bench.data.records import DatasetError
+from sbir_bench.data.records import SPLIT_PARTS, DatasetError
 from sbir_bench.data.splits import stable_order
 from sbir_bench.registry import DATASET_CHECKERS, DATASETS
 
@@ -462,3 +462,13 @@ def test_bench_runs_baseline_end_to_end(tree, tmp_path, data, split, setting, ga
     assert record.counts["n_queries"] == 2 * PHOTOS * SKETCHES
     assert record.counts["split_test_gallery"] == gallery
     assert 0.0 <= record.metrics["map@200"] <= 1.0
+
+
+def test_splits_option_builds_the_splits_asked_for_under_their_own_fingerprint(tree):
+    full = build(tree)
+    gzs = build(tree, splits=["gzs_yelamarthi"])
+    assert list(gzs.splits) == ["gzs_yelamarthi"] and gzs.fingerprint != full.fingerprint
+    for part in SPLIT_PARTS:
+        assert np.array_equal(gzs.split("gzs_yelamarthi").part(part), full.split("gzs_yelamarthi").part(part))
+    with pytest.raises(DatasetError, match=r"no split\(s\) \['nope'\]; its splits: zeroshot_yelamarthi, "):
+        build(tree, splits=["nope"])

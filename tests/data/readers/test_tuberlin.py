@@ -319,3 +319,12 @@ def test_bench_runs_end_to_end(tree, tmp_path, method):
     assert record.method == method[0][len("method=") :]
     assert record.counts["n_queries"] == 2 * SKETCHES
     assert 0.0 <= record.metrics["map@200"] <= 1.0
+
+
+def test_splits_option_spares_the_traditional_hold_outs_of_a_tree_too_small_for_them(tree):
+    """5 test + 1 validation sketches a class leave nothing to train the traditional split on."""
+    with pytest.raises(DatasetError, match="too few"):
+        build(tree, test_sketches_per_class=5)
+    zeroshot = build(tree, test_sketches_per_class=5, splits=["zeroshot_shen"])
+    assert list(zeroshot.splits) == ["zeroshot_shen"]
+    assert labels_of(zeroshot, zeroshot.split("zeroshot_shen").test_query) == UNSEEN
