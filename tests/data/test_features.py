@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -258,6 +260,21 @@ def test_a_run_hashes_each_cached_file_once(catalog, tmp_path, monkeypatch):
     for _ in range(4):
         extract_features(catalog, spec, tmp_path, batch_size=16, progress=False)
     assert sorted(hashed) == ["features.npy", "weights.pt"]
+
+
+def test_a_group_shared_cache_is_group_writable(catalog, tmp_path):
+    """Under umask 002 every file and folder of a feature cache entry (pre-trained weights included) is
+    group-readable and -writable, so a lab's colleagues can use and rebuild it (mkstemp made them 0600)."""
+    old = os.umask(0o002)
+    try:
+        spec = BackboneSpec(image_size=SIZE, pretrain_epochs=1, pretrain_batch_size=4)
+        extract_features(catalog, spec, tmp_path / "cache", batch_size=16, progress=False)
+    finally:
+        os.umask(old)
+    created = list((tmp_path / "cache").rglob("*"))
+    assert {"weights.pt", "features.npy", "meta.json", ".lock"} <= {p.name for p in created}
+    modes = {str(p): stat.S_IMODE(p.stat().st_mode) for p in created}
+    assert modes == {str(p): 0o775 if p.is_dir() else 0o664 for p in created}
 
 
 def test_weights_path_loads_strictly_and_a_misfit_file_is_named(tmp_path):
