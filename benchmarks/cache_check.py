@@ -17,6 +17,8 @@ cache first (``posix_fadvise(DONTNEED)``, as for a run that starts on a cache it
 ``warm``, right after it was read:
 
 - (a) one read: the file's bytes read once in 16 MiB chunks (``readinto``), the least any use of it costs;
+  timed before and after (b) and (c), the faster of the two counts (storage below the page cache, e.g. a
+  virtual machine's host, may keep a copy that makes later "cold" reads faster than the first);
 - (b) the run's check: ``--calls`` verifications with the memo of this process cleared first;
 - (c) before the memo: ``--calls`` full checksums (what a run paid until the memo existed).
 
@@ -121,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
         for state in ("cold", "warm"):
             cold = state == "cold"
-            read = timed(lambda: read_once(features), features, cold)
+            first_read = timed(lambda: read_once(features), features, cold)
             check = timed(run_check, features, cold)
             before = timed(unmemoised, features, cold)
+            read = min(first_read, timed(lambda: read_once(features), features, cold))
             verdict = "meets" if check / read <= TARGET else "misses"
             print(
                 f"{state}: one read {read:.2f} s ({size / read / 2**30:.2f} GiB/s); the run's check "

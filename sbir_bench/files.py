@@ -203,6 +203,16 @@ def _identity(path: str | os.PathLike[str]) -> tuple[int, ...]:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
+def _full_sha256(path: str | os.PathLike[str], chunk_bytes: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks into one reused buffer."""
+    digest = hashlib.sha256()
+    buffer = memoryview(bytearray(chunk_bytes))
+    with open(path, "rb", buffering=0) as handle:
+        while size := handle.readinto(buffer):
+            digest.update(buffer[:size])
+    return digest.hexdigest()
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's bytes, computed at most once per process while the file is unchanged.
 
@@ -217,8 +227,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         known = _digests.get(before)
     if known is not None:
         return known
-    with open(path, "rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    digest = _full_sha256(path)
     settled = before[4] <= started - int(SETTLED_SECONDS * 1e9)
     if settled and _identity(path) == before:
         with _digests_lock:

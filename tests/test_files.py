@@ -169,13 +169,13 @@ def test_created_files_and_folders_follow_the_umask(tmp_path, umask, file_mode, 
 def hashes(monkeypatch) -> list[str]:
     """The files fully hashed by :func:`sha256_file`, in order (the memo forgotten first)."""
     seen: list[str] = []
-    original = hashlib.file_digest
+    original = files._full_sha256
 
-    def counting(handle, digest):  # noqa: ANN001, ANN202
-        seen.append(Path(handle.name).name)
-        return original(handle, digest)
+    def counting(path):  # noqa: ANN001, ANN202
+        seen.append(Path(path).name)
+        return original(path)
 
-    monkeypatch.setattr(files.hashlib, "file_digest", counting)
+    monkeypatch.setattr(files, "_full_sha256", counting)
     monkeypatch.setattr(files, "_digests", {})
     return seen
 

@@ -242,13 +242,13 @@ def test_a_run_hashes_each_cached_file_once(catalog, tmp_path, monkeypatch):
     """A run calls the feature cache four times (prepare_data from the runner, fit and test; setup once):
     each cached file is read in full once, not on every call (it was 4 times features.npy, 8 weights.pt)."""
     hashed: list[str] = []
-    full_hash = files.hashlib.file_digest
+    full_hash = files._full_sha256
 
-    def counting(handle, digest):  # noqa: ANN001, ANN202
-        hashed.append(Path(handle.name).name)
-        return full_hash(handle, digest)
+    def counting(path):  # noqa: ANN001, ANN202
+        hashed.append(Path(path).name)
+        return full_hash(path)
 
-    monkeypatch.setattr(files.hashlib, "file_digest", counting)
+    monkeypatch.setattr(files, "_full_sha256", counting)
     monkeypatch.setattr(files, "_digests", {})
     monkeypatch.setattr(files, "SETTLED_SECONDS", 0.0)  # files written in this test count as settled
     spec = BackboneSpec(image_size=SIZE, pretrain_epochs=1, pretrain_batch_size=4)
