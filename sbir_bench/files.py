@@ -192,7 +192,9 @@ def remove_interrupted_writes(folder: str | os.PathLike[str], target: str = "*")
 SETTLED_SECONDS = 2.0
 """A file changed less than this long before it is hashed is hashed again next time: file systems stamp
 times in ticks (up to 1 s on ext3 and HFS+, 2 s on FAT), and a change within the tick of the last one
-leaves the stat unchanged (the "racy git" problem)."""
+leaves the stat unchanged (the "racy git" problem). Change times come from the file server's clock: one
+running ahead only makes files look fresh (hashed every time), one running behind by more than this
+shortens the guard."""
 
 _digests: dict[tuple[int, ...], str] = {}
 _digests_lock = threading.Lock()
