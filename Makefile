@@ -17,7 +17,7 @@ ARGS ?=
 BENCH_OVERRIDES := method=$(METHOD) data=$(DATA) seeds=[$(SEEDS)] trainer=$(TRAINER) logger=$(LOGGER) \
 	$(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES)) $(ARGS)
 
-.PHONY: help setup bench leaderboard test test-all test-ddp lint benchmark clean
+.PHONY: help setup bench leaderboard test test-all test-ddp lint benchmark clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -55,5 +55,10 @@ benchmark: $(STAMP) ## run the speed benchmarks (prints ratios against their ref
 	$(BIN)/python benchmarks/eval_speed.py
 	$(BIN)/python benchmarks/feature_throughput.py
 
-clean: ## remove caches and run outputs (keeps leaderboard results and .venv)
+clean: ## remove run outputs and tool caches (keeps .cache/sbir_bench, leaderboard results and .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
+	$(if $(DISTCLEAN),,@echo "kept .cache/sbir_bench (generated data, backbone weights, features) and $(VENV): make distclean removes them")
+
+distclean: DISTCLEAN := 1
+distclean: clean ## clean, then remove .cache/sbir_bench and .venv too (a shared $SBIR_CACHE is left alone)
+	rm -rf .cache/sbir_bench $(VENV)

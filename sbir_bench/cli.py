@@ -75,7 +75,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sbir_bench.evaluation.engine import DEFAULT_METRICS
     from sbir_bench.evaluation.io import evaluate_files, json_ready
-    from sbir_bench.leaderboard.record import atomic_write_json
+    from sbir_bench.files import atomic_write_json
 
     metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
     result = evaluate_files(args.queries, args.gallery, metrics=metrics, distance=args.distance)

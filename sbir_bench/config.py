@@ -142,7 +142,7 @@ def compose(
 def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
     """Keep the resolved config (``config.yaml``) and the command line's overrides (``overrides.yaml``)
     in a run folder, as a Hydra run folder's ``.hydra/`` does; atomic writes, as every DDP rank calls it."""
-    from sbir_bench.leaderboard.record import atomic_write_text
+    from sbir_bench.files import atomic_write_text
 
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     overrides = OmegaConf.create(list(cfg.get("overrides", [])))

@@ -123,6 +123,7 @@ def build_datamodule(
         num_workers=int(data.num_workers),
         seed=seed,
         semantics=to_container(data.semantics) if data.get("semantics") else None,
+        accelerator=str(cfg.trainer.accelerator),
     )
     datamodule.configure_for(method_cls.inputs, method_cls.train_sampling)
     return datamodule

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sbir_bench.data.images import load_image
-from sbir_bench.data.locking import sha256_file
+from sbir_bench.files import sha256_file
 
 __all__ = [
     "BackboneSpec",
@@ -182,6 +182,26 @@ class ImageFiles(Dataset):
         return image if self.targets is None else (image, int(self.targets[i]))
 
 
-def compute_device() -> torch.device:
-    """The first CUDA device when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def compute_device(accelerator: str = "auto") -> torch.device:
+    """The device that extracts features and pre-trains for a run on Lightning's ``accelerator``.
+
+    ``cpu`` stays on the CPU even where a GPU exists (a ``trainer=cpu`` run never touches the GPU);
+    ``gpu`` / ``cuda`` need CUDA, ``mps`` is Apple's GPU; ``auto`` takes the first CUDA device when
+    there is one, else the CPU.
+    Features and weights are cached per device type (CPU and GPU arithmetic differ in their last bits:
+    other convolution algorithms, TF32 on recent GPUs), so a run reads the caches of its own device.
+    """
+    name = str(accelerator).lower()
+    if name == "cpu":
+        return torch.device("cpu")
+    if name in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"accelerator {accelerator!r} needs CUDA, and torch finds no CUDA device")
+        return torch.device("cuda")
+    if name == "mps":
+        return torch.device("mps")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    raise ValueError(
+        f"unknown accelerator {accelerator!r} for feature extraction; expected cpu, gpu, cuda, mps or auto"
+    )

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sbir_bench.data.locking import atomic_write_text, sha256_file
 from sbir_bench.data.records import Catalog, DatasetError
+from sbir_bench.files import atomic_write_text, sha256_file
 
 __all__ = [
     "CACHE_FORMAT",

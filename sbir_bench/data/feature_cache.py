@@ -33,9 +33,16 @@ from sbir_bench.data.cache_entries import (
     write_meta,
 )
 from sbir_bench.data.images import image_transform, normalise_uint8_batch, resize_to_uint8
-from sbir_bench.data.locking import atomic_path, atomic_save_npy, atomic_write_text, file_lock, sha256_file
 from sbir_bench.data.pretraining import pretrain_backbone
 from sbir_bench.data.records import Catalog, DatasetError
+from sbir_bench.files import (
+    atomic_path,
+    atomic_save_npy,
+    atomic_write_text,
+    file_lock,
+    remove_interrupted_writes,
+    sha256_file,
+)
 
 __all__ = ["SHARD_IMAGES", "extract_features", "feature_cache_dir"]
 
@@ -55,7 +62,7 @@ def _image_items(catalog: Catalog) -> tuple[list[str], np.ndarray]:
     return paths, np.asarray(owners, dtype=np.int64)
 
 
-def _feature_key(catalog: Catalog, spec: BackboneSpec, weights: str) -> dict[str, Any]:
+def _feature_key(catalog: Catalog, spec: BackboneSpec, weights: str, device: str) -> dict[str, Any]:
     return normalised_key(
         {
             "format": CACHE_FORMAT,
@@ -64,17 +71,22 @@ def _feature_key(catalog: Catalog, spec: BackboneSpec, weights: str) -> dict[str
             "backbone": spec.name,
             "weights": weights,
             "transform": repr(image_transform(spec.image_size, train=False)),  # size, resize, normalisation
+            "device": device,  # "cpu" or "cuda": features of the two differ in their last bits
         }
     )
 
 
-def feature_cache_dir(catalog: Catalog, spec: BackboneSpec, cache_dir: str | Path, weights: str) -> Path:
-    """The folder of the cache entry for these features (``features.npy`` + ``meta.json``)."""
+def feature_cache_dir(
+    catalog: Catalog, spec: BackboneSpec, cache_dir: str | Path, weights: str, accelerator: str = "auto"
+) -> Path:
+    """The folder of the cache entry for these features (``features.npy`` + ``meta.json``), computed on
+    the device of ``accelerator`` (as in :func:`extract_features`)."""
+    device = compute_device(accelerator).type
     return (
         Path(cache_dir)
         / "features"
         / catalog.name
-        / f"{spec.name}-{key_digest(_feature_key(catalog, spec, weights))}"
+        / f"{spec.name}-{key_digest(_feature_key(catalog, spec, weights, device))}"
     )
 
 
@@ -172,13 +184,6 @@ class _ShardStore:
         return None
 
 
-def _remove_interrupted_writes(folder: Path) -> None:
-    """Delete the temporaries of :func:`~sbir_bench.data.locking.atomic_path` a killed writer left behind
-    (the caller holds the entry's lock, so no live writer owns them)."""
-    for stray in folder.glob(".*.tmp"):
-        stray.unlink(missing_ok=True)
-
-
 def extract_features(
     catalog: Catalog,
     spec: BackboneSpec,
@@ -188,14 +193,18 @@ def extract_features(
     num_workers: int = 0,
     progress: bool = True,
     shard_images: int = SHARD_IMAGES,
+    accelerator: str = "auto",
 ) -> np.ndarray:
     """Backbone features of every record, ``float32 [len(catalog.records), d]``, memory-mapped read-only.
 
     Sketches are read as RGB; a shape's feature is the mean of its views' features (view pooling by
-    averaging). Pre-trains first when ``spec.pretrain_epochs > 0`` (cached as well). The cache key holds
-    the catalog name and fingerprint, the backbone, the weights' identity (file checksum or random-init
-    seed) and the evaluation transform; the entry is checked against its meta.json and checksum on
-    every load and rebuilt (with a :class:`StaleCacheWarning`) when it does not pass.
+    averaging). Pre-trains first when ``spec.pretrain_epochs > 0`` (cached as well). Both run on the
+    device of the trainer's ``accelerator`` (:func:`~sbir_bench.data.backbones.compute_device`: ``cpu``
+    never touches a GPU). The cache key holds the catalog name and fingerprint, the backbone, the
+    weights' identity (file checksum or random-init seed), the evaluation transform and the device type
+    (CPU and GPU features are never mixed); the entry is checked against its meta.json and checksum
+    (once per process while the file is unchanged: :func:`~sbir_bench.files.sha256_file`) on every load
+    and rebuilt (with a :class:`StaleCacheWarning`) when it does not pass.
 
     Images stream through a DataLoader (``num_workers`` decoding processes, pinned memory on CUDA) as
     uint8 tensors, normalised per batch on the device (bit-identical to :func:`image_transform`), in
@@ -205,23 +214,27 @@ def extract_features(
     Batches never cross a shard, so a resumed extraction gives the same bytes as an uninterrupted one.
     """
     require_fingerprint(catalog)
-    pretrained_file = pretrain_backbone(catalog, spec, cache_dir, num_workers=num_workers, progress=progress)
+    device = compute_device(accelerator)
+    pretrained_file = pretrain_backbone(
+        catalog, spec, cache_dir, num_workers=num_workers, progress=progress, accelerator=accelerator
+    )
     spec_for_weights = (
         spec
         if pretrained_file is None
         else replace(spec, pretrained=False, weights_path=str(pretrained_file), pretrain_epochs=0)
     )
     weights = weights_identity(spec_for_weights)
-    key = _feature_key(catalog, spec, weights)
-    entry = feature_cache_dir(catalog, spec, cache_dir, weights)
+    key = _feature_key(catalog, spec, weights, device.type)
+    entry = feature_cache_dir(catalog, spec, cache_dir, weights, accelerator)
     features_file = entry / "features.npy"
     with file_lock(entry / ".lock"):
         if not use_or_rebuild(features_file, key, "feature cache") or not _shape_ok(features_file, catalog):
-            _remove_interrupted_writes(entry)
+            remove_interrupted_writes(entry)
             store = _ShardStore(entry / "shards", key)
             _compute_features(
                 catalog,
                 spec_for_weights,
+                device,
                 features_file,
                 store,
                 batch_size,
@@ -256,6 +269,7 @@ def _shape_ok(features_file: Path, catalog: Catalog) -> bool:
 def _compute_features(
     catalog: Catalog,
     spec: BackboneSpec,
+    device: torch.device,
     features_file: Path,
     store: _ShardStore,
     batch_size: int,
@@ -264,13 +278,12 @@ def _compute_features(
     shard_images: int,
 ) -> None:
     """Compute the shards not finished yet, then assemble all of them into ``features_file``."""
-    device = compute_device()
     model = backbones.create_backbone(spec).to(device)
     dim = feature_dim(model)
     paths, owners = _image_items(catalog)
     shards = _plan_shards(owners, len(catalog.records), shard_images)
     store.folder.mkdir(parents=True, exist_ok=True)
-    _remove_interrupted_writes(store.folder)
+    remove_interrupted_writes(store.folder)
     finished = store.finished(shards, dim)
     missing = [shard for shard in shards if shard not in finished]
     if missing:

@@ -195,6 +195,8 @@ class RetrievalDataModule(L.LightningDataModule):
     its feature cache; ``setup`` loads them on every rank. ``backbone`` holds :class:`BackboneSpec`
     fields; ``feature_batch_size`` is the backbone's batch in feature extraction (small batches are
     fastest on a CPU, ``benchmarks/feature_throughput.py``; the features do not depend on it).
+    ``accelerator`` is the trainer's: pre-training and extraction run on its device (``cpu`` never uses
+    a GPU) and are cached per device type.
     Seeds: the same ``seed`` gives the same training batches (a ``torch.Generator`` seeded from it);
     random image augmentation additionally follows the global seed when ``num_workers == 0``.
     """
@@ -215,6 +217,7 @@ class RetrievalDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         semantics: dict[str, Any] | None = None,
+        accelerator: str = "auto",
     ) -> None:
         super().__init__()
         # kept in every checkpoint: ``RetrievalDataModule.load_from_checkpoint`` rebuilds the data of a run
@@ -230,6 +233,7 @@ class RetrievalDataModule(L.LightningDataModule):
         self.num_workers = int(num_workers)
         self.seed = int(seed)
         self.semantics = {k: v for k, v in (semantics or {}).items() if v is not None}
+        self.accelerator = str(accelerator)
         self._catalog: Catalog | None = None
         self._split: Split | None = None
         self._features: np.ndarray | None = None
@@ -276,6 +280,7 @@ class RetrievalDataModule(L.LightningDataModule):
             batch_size=self.feature_batch_size,
             num_workers=self.num_workers,
             progress=progress,
+            accelerator=self.accelerator,
         )
 
     def prepare_data(self) -> None:

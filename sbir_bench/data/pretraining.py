@@ -2,7 +2,8 @@
 
 Only photos that every split of the catalog puts in its training part are used, so no unseen class and
 no evaluation item (nor an extended photo) ever shapes the features. The weights are a verified cache
-entry (:mod:`sbir_bench.data.cache_entries`), keyed by the catalog fingerprint and the whole spec.
+entry (:mod:`sbir_bench.data.cache_entries`), keyed by the catalog fingerprint, the whole spec and the
+device type.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from sbir_bench.data.cache_entries import (
     write_meta,
 )
 from sbir_bench.data.images import pretrain_transform
-from sbir_bench.data.locking import atomic_path, file_lock
 from sbir_bench.data.records import Catalog, DatasetError
+from sbir_bench.files import atomic_path, file_lock
 
 __all__ = ["pretrain_backbone", "pretraining_indices"]
 
@@ -58,6 +59,7 @@ def pretrain_backbone(
     *,
     num_workers: int = 0,
     progress: bool = True,
+    accelerator: str = "auto",
 ) -> Path | None:
     """Stand-in for ImageNet pre-training: the cached backbone weights (None when ``pretrain_epochs == 0``).
 
@@ -66,11 +68,13 @@ def pretrain_backbone(
     cosine learning-rate decay per step, the augmentation of
     :func:`~sbir_bench.data.images.pretrain_transform` (crops, flips, and with ``pretrain_edge_prob`` a
     photo's own edge map in its place), seeded with ``spec.seed``. The backbone's
-    state_dict (classifier dropped) is cached, keyed by the catalog fingerprint and the whole spec.
+    state_dict (classifier dropped) is cached, keyed by the catalog fingerprint, the whole spec and the
+    device type that trains (:func:`~sbir_bench.data.backbones.compute_device` of ``accelerator``).
     """
     if spec.pretrain_epochs <= 0:
         return None
     require_fingerprint(catalog)
+    device = compute_device(accelerator)
     key = normalised_key(
         {
             "format": CACHE_FORMAT,
@@ -81,6 +85,7 @@ def pretrain_backbone(
             "transform": repr(_pretraining_transform(spec)),
             "timm": timm.__version__,
             "torch": torch.__version__,
+            "device": device.type,
         }
     )
     weights_file = (
@@ -90,7 +95,7 @@ def pretrain_backbone(
         if use_or_rebuild(weights_file, key, "pre-trained backbone cache"):
             return weights_file
         indices = pretraining_indices(catalog)
-        state = _train_classifier(catalog, spec, indices, num_workers=num_workers, progress=progress)
+        state = _train_classifier(catalog, spec, indices, device, num_workers=num_workers, progress=progress)
         with atomic_path(weights_file) as temporary:
             torch.save(state, temporary)
         write_meta(weights_file, key, num_photos=int(len(indices)))
@@ -102,11 +107,16 @@ def _pretraining_transform(spec: BackboneSpec) -> Any:
 
 
 def _train_classifier(
-    catalog: Catalog, spec: BackboneSpec, indices: np.ndarray, *, num_workers: int, progress: bool
+    catalog: Catalog,
+    spec: BackboneSpec,
+    indices: np.ndarray,
+    device: torch.device,
+    *,
+    num_workers: int,
+    progress: bool,
 ) -> dict[str, torch.Tensor]:
     records = catalog.records.iloc[indices]
     classes, targets = np.unique(records["label"].to_numpy(), return_inverse=True)
-    device = compute_device()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         model = backbones.create_backbone(spec).to(device).train()

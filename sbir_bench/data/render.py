@@ -44,9 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,6 +52,7 @@ from PIL import Image
 
 from sbir_bench.data.mesh import Mesh, read_off
 from sbir_bench.data.records import DatasetError
+from sbir_bench.files import building_folder
 
 RENDERER_VERSION = 1  # bump whenever rendered pixels change
 IMAGE_KINDS = ("depth", "silhouette", "shaded", "contour")
@@ -330,9 +328,7 @@ def cached_views(mesh_path: str | Path, recipe: ViewRecipe, cache_dir: str | Pat
     if cached_views_ready(folder, recipe):
         return paths
     images = render_views(read_off(mesh_path), recipe, source=str(mesh_path))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.building-"))
-    try:
+    with building_folder(folder) as building:  # an incomplete folder is replaced; a rival's copy is kept
         for name, image in zip(view_names(recipe), images, strict=True):
             Image.fromarray(image, mode="L").save(building / name, format="PNG")
         record = {
@@ -341,19 +337,4 @@ def cached_views(mesh_path: str | Path, recipe: ViewRecipe, cache_dir: str | Pat
             "renderer": RENDERER_VERSION,
         }
         (building / RECIPE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
-        if folder.exists():  # incomplete: set it aside, then take its place
-            discarded = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.discarded-"))
-            try:
-                os.rename(folder, discarded / "views")
-            except FileNotFoundError:
-                pass  # another process moved it first
-        try:
-            os.rename(building, folder)
-        except OSError:
-            if not cached_views_ready(folder, recipe):  # not a finished rival copy: a real failure
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-        for stale in folder.parent.glob(f".{folder.name}.discarded-*"):
-            shutil.rmtree(stale, ignore_errors=True)
     return paths

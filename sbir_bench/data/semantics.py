@@ -65,8 +65,8 @@ from gensim.models import KeyedVectors
 from gensim.utils import open as open_maybe_compressed
 
 from sbir_bench.data.cache_entries import StaleCacheWarning
-from sbir_bench.data.locking import atomic_save_npy, atomic_write_text, file_lock, sha256_file
 from sbir_bench.data.records import DatasetError
+from sbir_bench.files import atomic_save_npy, atomic_write_text, file_lock, sha256_file
 
 __all__ = [
     "COMPOUND_WORDS",

@@ -27,8 +27,9 @@ from typing import Any
 
 import pandas as pd
 
+from sbir_bench.files import atomic_write_text
 from sbir_bench.leaderboard import references
-from sbir_bench.leaderboard.record import RunRecord, atomic_write_text, scan_records
+from sbir_bench.leaderboard.record import RunRecord, scan_records
 from sbir_bench.leaderboard.select import TABLED_SETTINGS, Row, Selection, SetAside, select
 
 SETTING_PREFIX = dict(zip(TABLED_SETTINGS, ("trad", "zs", "gzs"), strict=True))  # traditional, zeroshot, gzs

@@ -2,15 +2,13 @@
 
 Records live at ``<results_dir>/<dataset>/<split>/<method>/<variant>-seed<seed>-<run_id>.json``. They are
 written once and never overwritten (a hard link publishes a fully written temporary file, so a crash
-leaves no partial record and two writers can never clobber each other), validated before writing and
-when read. The leaderboard is built from these files alone (:mod:`sbir_bench.leaderboard.build`).
-:func:`atomic_write_text` / :func:`atomic_write_json` replace other files (the leaderboard, CLI outputs)
-atomically: readers see the old or the new file, never a partial one.
+leaves no partial record and two writers can never clobber each other: :mod:`sbir_bench.files`), validated
+before writing and when read. The leaderboard is built from these files alone
+(:mod:`sbir_bench.leaderboard.build`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -18,14 +16,14 @@ import platform
 import re
 import secrets
 import subprocess
-import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from sbir_bench.files import atomic_write_json
 
 # 2: registered_variant / registered_hash (which registered configuration a run's variant is measured
 # against); variant left out of config_hash; setting "gzs".
@@ -36,7 +34,6 @@ VERSIONED_PACKAGES = ("torch", "lightning", "timm", "numpy", "sbir_bench")
 # Method, variant, dataset, split and run id become path components: keep them to plain names.
 _PATH_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _RECORD_SUFFIX = ".json"
-FILE_MODE = 0o644
 
 Identity = tuple[str, str, str, str, int, str]
 
@@ -257,62 +254,12 @@ def write_record(record: RunRecord, results_dir: str | os.PathLike[str]) -> Path
 
     The JSON goes to a temporary file in the target folder, is fsynced, then published with
     ``os.link``, which fails if the target exists (atomic on POSIX file systems); the temporary
-    file is removed in every case.
+    file is removed in every case (:func:`sbir_bench.files.atomic_path`).
     """
     validate_record(record)
     path = record_path(record, results_dir)
-    _publish(path, lambda handle: _dump_json(record.to_dict(), handle), replace=False)
+    atomic_write_json(path, record.to_dict(), overwrite=False)
     return path
-
-
-def atomic_write_json(path: str | os.PathLike[str], payload: Any) -> Path:
-    """Write ``payload`` as JSON to ``path``, replacing any old file atomically (temp file + os.replace)."""
-    path = Path(path)
-    _publish(path, lambda handle: _dump_json(payload, handle), replace=True)
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path``, replacing any old file atomically (temp file + os.replace)."""
-    path = Path(path)
-    _publish(path, lambda handle: handle.write(text), replace=True)
-    return path
-
-
-def _dump_json(payload: Any, handle: IO[str]) -> None:
-    json.dump(payload, handle, indent=2, sort_keys=True, allow_nan=False)
-    handle.write("\n")
-
-
-def _publish(path: Path, write: Callable[[IO[str]], object], *, replace: bool) -> None:
-    """Write through a fsynced temporary file beside ``path``, then publish it: ``os.replace`` when
-    ``replace``, else ``os.link`` (FileExistsError if ``path`` exists). No temporary file survives."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
-            os.fchmod(handle.fileno(), FILE_MODE)  # mkstemp creates 0o600
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            os.replace(temporary, path)
-        else:
-            os.link(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):  # already renamed by os.replace
-            os.unlink(temporary)
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the new directory entry durable (POSIX); a no-op where directories cannot be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def read_record(path: str | os.PathLike[str]) -> RunRecord:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
-import time
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +15,18 @@ import timm
 import torch
 from PIL import Image
 
+from sbir_bench import files
 from sbir_bench.data import backbones, feature_cache
 from sbir_bench.data.backbones import BackboneSpec, create_backbone, feature_dim, weights_identity
 from sbir_bench.data.cache_entries import StaleCacheWarning
 from sbir_bench.data.feature_cache import extract_features, feature_cache_dir
 from sbir_bench.data.images import RandomEdgeMap
-from sbir_bench.data.locking import atomic_path, atomic_save_npy, file_lock
 from sbir_bench.data.pretraining import pretrain_backbone, pretraining_indices
 from sbir_bench.data.records import Catalog, DatasetError, Split
 from sbir_bench.data.synthetic import design_classes
 from sbir_bench.data.synthetic.render import Pose, render_photo
 from sbir_bench.data.synthetic.shapes import build_parts, sample_instance
+from sbir_bench.files import atomic_save_npy
 
 NUM_CLASSES, PHOTOS_PER_CLASS, SKETCHES_PER_PHOTO, SIZE = 4, 4, 2, 32
 SPEC = BackboneSpec(name="resnet10t", image_size=SIZE)
@@ -224,6 +225,58 @@ def test_cache_key_follows_backbone_size_weights_and_catalog(catalog, tmp_path):
     assert weights_identity(specs["weights file"]) == f"sha256:{backbones.sha256_file(tmp_path / 'w.pt')}"
 
 
+def test_cpu_accelerator_extracts_on_the_cpu_and_devices_are_cached_apart(catalog, tmp_path, monkeypatch):
+    """trainer=cpu never touches a GPU, even where CUDA is available; CPU and GPU caches never mix."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert backbones.compute_device("auto").type == "cuda" and backbones.compute_device("gpu").type == "cuda"
+    features = extract_features(catalog, SPEC, tmp_path, batch_size=16, progress=False, accelerator="cpu")
+    cpu_entry = feature_cache_dir(catalog, SPEC, tmp_path, weights_identity(SPEC), "cpu")
+    assert Path(features.filename).parent == cpu_entry
+    assert json.loads((cpu_entry / "meta.json").read_text())["key"]["device"] == "cpu"
+    assert feature_cache_dir(catalog, SPEC, tmp_path, weights_identity(SPEC), "auto") != cpu_entry
+    with pytest.raises(ValueError, match="unknown accelerator 'tpu'"):
+        backbones.compute_device("tpu")
+
+
+def test_a_run_hashes_each_cached_file_once(catalog, tmp_path, monkeypatch):
+    """A run calls the feature cache four times (prepare_data from the runner, fit and test; setup once):
+    each cached file is read in full once, not on every call (it was 4 times features.npy, 8 weights.pt)."""
+    hashed: list[str] = []
+    full_hash = files._full_sha256
+
+    def counting(path):  # noqa: ANN001, ANN202
+        hashed.append(Path(path).name)
+        return full_hash(path)
+
+    monkeypatch.setattr(files, "_full_sha256", counting)
+    monkeypatch.setattr(files, "_digests", {})
+    monkeypatch.setattr(files, "SETTLED_SECONDS", 0.0)  # files written in this test count as settled
+    spec = BackboneSpec(image_size=SIZE, pretrain_epochs=1, pretrain_batch_size=4)
+    for _ in range(4):
+        extract_features(catalog, spec, tmp_path, batch_size=16, progress=False)
+    assert sorted(hashed) == ["features.npy", "records-000000000-000000048.npy", "weights.pt"]
+    monkeypatch.setattr(files, "_digests", {})  # a new process: the cache is verified again
+    hashed.clear()
+    for _ in range(4):
+        extract_features(catalog, spec, tmp_path, batch_size=16, progress=False)
+    assert sorted(hashed) == ["features.npy", "weights.pt"]
+
+
+def test_a_group_shared_cache_is_group_writable(catalog, tmp_path):
+    """Under umask 002 every file and folder of a feature cache entry (pre-trained weights included) is
+    group-readable and -writable, so a lab's colleagues can use and rebuild it (mkstemp made them 0600)."""
+    old = os.umask(0o002)
+    try:
+        spec = BackboneSpec(image_size=SIZE, pretrain_epochs=1, pretrain_batch_size=4)
+        extract_features(catalog, spec, tmp_path / "cache", batch_size=16, progress=False)
+    finally:
+        os.umask(old)
+    created = list((tmp_path / "cache").rglob("*"))
+    assert {"weights.pt", "features.npy", "meta.json", ".lock"} <= {p.name for p in created}
+    modes = {str(p): stat.S_IMODE(p.stat().st_mode) for p in created}
+    assert modes == {str(p): 0o775 if p.is_dir() else 0o664 for p in created}
+
+
 def test_weights_path_loads_strictly_and_a_misfit_file_is_named(tmp_path):
     trained = create_backbone(BackboneSpec(seed=7))
     torch.save({"state_dict": trained.state_dict()}, tmp_path / "checkpoint.pth")  # timm checkpoint layout
@@ -333,32 +386,6 @@ def test_catalog_without_fingerprint_is_refused(catalog, tmp_path):
 def test_unknown_backbone_settings_are_listed():
     with pytest.raises(ValueError, match=r"unknown backbone settings \['depth'\]"):
         BackboneSpec.from_dict({"name": "resnet10t", "depth": 3})
-
-
-# --- the locking helpers the caches rely on ---------------------------------------------------------
-def test_file_lock_excludes_a_second_holder(tmp_path):
-    order: list[str] = []
-
-    def second() -> None:
-        with file_lock(tmp_path / "x.lock"):
-            order.append("second")
-
-    with file_lock(tmp_path / "x.lock"):
-        thread = threading.Thread(target=second)
-        thread.start()
-        time.sleep(0.2)
-        order.append("first done")
-    thread.join(timeout=5)
-    assert order == ["first done", "second"]
-
-
-def test_atomic_writes_publish_whole_files_or_nothing(tmp_path):
-    atomic_save_npy(tmp_path / "a.npy", np.arange(5))
-    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.arange(5))
-    with pytest.raises(RuntimeError), atomic_path(tmp_path / "b.bin") as temporary:
-        temporary.write_bytes(b"half")
-        raise RuntimeError("crash mid-write")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"], "no partial file, no stray temporary"
 
 
 def test_filling_the_caches_leaves_the_global_rng_alone(catalog, tmp_path):

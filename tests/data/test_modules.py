@@ -303,3 +303,15 @@ def test_semantics_option_gives_attribute_vectors_from_a_table(tmp_path):
     assert module.catalog.semantics_kind == "attributes (attributes.csv)"
     with pytest.raises(ValueError, match="either attributes or word vectors"):
         make(tmp_path, semantics={"attributes": str(table), "vectors": "glove.txt"})
+
+
+@pytest.mark.parametrize(("trainer", "accelerator"), [("cpu", "cpu"), ("gpu", "gpu"), ("ddp", "auto")])
+def test_the_runner_hands_the_trainers_accelerator_to_the_datamodule(trainer, accelerator):
+    """Extraction and pre-training follow the trainer: trainer=cpu never extracts on a GPU."""
+    from sbir_bench.config import compose
+    from sbir_bench.registry import METHODS
+    from sbir_bench.runner import build_datamodule
+
+    cfg = compose([f"trainer={trainer}"])
+    datamodule = build_datamodule(cfg, "zeroshot", 0, METHODS.get(cfg.method.name))
+    assert datamodule.accelerator == accelerator

@@ -310,7 +310,7 @@ def test_damaged_cache_is_rebuilt(tmp_path: Path, damage) -> None:
 
 def test_leftovers_of_an_interrupted_build_are_ignored_and_removed(tmp_path: Path) -> None:
     root = synthetic_root(tmp_path, SyntheticConfig(**SMALL))
-    stale = root.parent / f".{root.name}.building-999999"
+    stale = root.parent / f".{root.name}.0123456789ab.building"  # as sbir_bench.files names them
     (stale / "photo").mkdir(parents=True)
     root.mkdir()
     (root / "photo").mkdir()  # a final folder without manifest, e.g. copied by hand half-way

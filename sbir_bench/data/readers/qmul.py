@@ -50,7 +50,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -61,7 +60,6 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sbir_bench.data.locking import atomic_write_text, file_lock, sha256_file
 from sbir_bench.data.readers.common import (
     DATA_ROOT_ENV,
     Problem,
@@ -71,6 +69,13 @@ from sbir_bench.data.readers.common import (
     tree_fingerprint,
 )
 from sbir_bench.data.records import Catalog, DatasetError, Split
+from sbir_bench.files import (
+    atomic_write_text,
+    building_folder,
+    file_lock,
+    remove_interrupted_writes,
+    sha256_file,
+)
 from sbir_bench.registry import register_dataset, register_dataset_checker
 
 log = logging.getLogger(__name__)
@@ -475,13 +480,13 @@ def _cache_problem(folder: Path, fingerprint: str) -> str | None:
 
 def _write_cache(folder: Path, fingerprint: str, arrays: dict, progress: bool) -> None:
     """Write every row as ``<subset>/{sketches,images}/<row>.png`` in a temporary folder, then rename it."""
-    parent = folder.parent
-    for stale in parent.glob(f".{folder.name}.*"):  # left by a builder that died (we hold the lock)
-        shutil.rmtree(stale, ignore_errors=True)
-    building = parent / f".{folder.name}.building-{os.getpid()}"
+    remove_interrupted_writes(folder.parent, folder.name)  # left by a builder that died (we hold the lock)
     sizes, counts = {}, {}
     total = sum(2 * len(sketches) for sketches, _ in arrays.values())
-    with tqdm(total=total, desc=f"unpacking {folder.name}", unit="image", disable=not progress) as bar:
+    with (
+        building_folder(folder) as building,
+        tqdm(total=total, desc=f"unpacking {folder.name}", unit="image", disable=not progress) as bar,
+    ):
         for subset, (sketches, photos) in arrays.items():
             counts[subset] = len(sketches)
             for kind, rows in (("sketches", sketches), ("images", photos)):
@@ -491,13 +496,8 @@ def _write_cache(folder: Path, fingerprint: str, arrays: dict, progress: bool) -
                     Image.fromarray(pixels.squeeze()).save(building / name, format="PNG")
                     sizes[name] = (building / name).stat().st_size
                     bar.update()
-    manifest = {"fingerprint": fingerprint, "counts": counts, "files": sizes}
-    atomic_write_text(building / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True))
-    if folder.exists():
-        discarded = parent / f".{folder.name}.discarded-{os.getpid()}"
-        os.rename(folder, discarded)
-        shutil.rmtree(discarded)
-    os.rename(building, folder)
+        manifest = {"fingerprint": fingerprint, "counts": counts, "files": sizes}
+        atomic_write_text(building / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def _packed_subsets(

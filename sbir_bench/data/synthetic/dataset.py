@@ -19,21 +19,16 @@ queries and gallery, trained with the unseen classes.
 
 Layout: ``<cache_dir>/synthetic/<fingerprint>/{photo,sketch,extended}/<class>/<instance>[-<n>].png`` plus
 ``manifest.json`` (every file with its size). A build writes into a temporary folder, writes the
-manifest last and renames the folder into place, all under an exclusive ``fcntl.flock`` lock, so
-concurrent builders (DDP ranks) wait for one another and a half-written cache is never used: a cache
+manifest last and renames the folder into place, all under an exclusive file lock (:mod:`sbir_bench.files`),
+so concurrent builders (DDP ranks) wait for one another and a half-written cache is never used: a cache
 without a manifest, or whose files differ from it, is rebuilt.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
-import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -45,6 +40,7 @@ from tqdm.auto import tqdm
 from sbir_bench.data.records import Catalog, Split
 from sbir_bench.data.synthetic.render import Pose, render_photo, render_sketch
 from sbir_bench.data.synthetic.shapes import ShapeClass, build_parts, design_classes, sample_instance
+from sbir_bench.files import building_folder, file_lock, remove_interrupted_writes
 from sbir_bench.registry import register_dataset
 
 log = logging.getLogger(__name__)
@@ -174,16 +170,6 @@ def _render(
     return sizes
 
 
-@contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _cache_problem(root: Path, config: SyntheticConfig, expected: list[str]) -> str | None:
     """Why the cache at ``root`` cannot be used, or None when it is complete and matches its manifest."""
     manifest_path = root / MANIFEST_NAME
@@ -213,33 +199,26 @@ def _generate(
     root: Path, config: SyntheticConfig, classes: list[ShapeClass], plan: list[_Instance], progress: bool
 ) -> None:
     """Render everything into a temporary folder, write the manifest last, then move it into place."""
-    parent = root.parent
-    for stale in parent.glob(f".{root.name}.*"):  # left by a builder that died (we hold the lock)
-        shutil.rmtree(stale, ignore_errors=True)
-    building = parent / f".{root.name}.building-{os.getpid()}"
-    for domain in ("photo", "sketch", "extended"):
-        for shape_class in classes:
-            (building / domain / shape_class.name).mkdir(parents=True, exist_ok=True)
-    sizes: dict[str, int] = {}
-    for item in tqdm(plan, desc=f"synthetic data {root.name}", unit="photo", disable=not progress):
-        sizes.update(_render(config, classes[item.label], item, building))
-    manifest = {
-        "generator_version": GENERATOR_VERSION,
-        "fingerprint": config.fingerprint,
-        "params": asdict(config),
-        "counts": {
-            "photo": sum(item.kind != EXTENDED for item in plan),
-            "extended": sum(item.kind == EXTENDED for item in plan),
-            "sketch": sum(len(item.sketches) for item in plan),
-        },
-        "files": sizes,
-    }
-    (building / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    if root.exists():
-        discarded = parent / f".{root.name}.discarded-{os.getpid()}"
-        os.rename(root, discarded)
-        shutil.rmtree(discarded)
-    os.rename(building, root)
+    remove_interrupted_writes(root.parent, root.name)  # left by a builder that died (we hold the lock)
+    with building_folder(root) as building:
+        for domain in ("photo", "sketch", "extended"):
+            for shape_class in classes:
+                (building / domain / shape_class.name).mkdir(parents=True, exist_ok=True)
+        sizes: dict[str, int] = {}
+        for item in tqdm(plan, desc=f"synthetic data {root.name}", unit="photo", disable=not progress):
+            sizes.update(_render(config, classes[item.label], item, building))
+        manifest = {
+            "generator_version": GENERATOR_VERSION,
+            "fingerprint": config.fingerprint,
+            "params": asdict(config),
+            "counts": {
+                "photo": sum(item.kind != EXTENDED for item in plan),
+                "extended": sum(item.kind == EXTENDED for item in plan),
+                "sketch": sum(len(item.sketches) for item in plan),
+            },
+            "files": sizes,
+        }
+        (building / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def _holdout(count: int, fraction: float) -> int:
@@ -395,7 +374,7 @@ def build_synthetic(
     root = synthetic_root(cache_dir, config)
     root.parent.mkdir(parents=True, exist_ok=True)
     expected = [item.photo for item in plan] + [path for item in plan for path in item.sketches]
-    with _exclusive_lock(root.parent / f"{config.fingerprint}.lock"):
+    with file_lock(root.parent / f"{config.fingerprint}.lock"):
         problem = _cache_problem(root, config, expected)
         if problem is not None:
             if root.exists():

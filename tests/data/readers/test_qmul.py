@@ -342,7 +342,7 @@ def test_packed_cache_is_reused_when_complete_and_rebuilt_when_partial(tmp_path)
     assert first.is_file() and rebuilt.fingerprint == catalog.fingerprint
     folder = first.parents[2]
     (folder / "manifest.json").unlink()  # no manifest: the build never finished
-    stale = folder.parent / f".{folder.name}.building-12345"
+    stale = folder.parent / f".{folder.name}.0123456789ab.building"  # as sbir_bench.files names them
     stale.mkdir()
     build_qmul_shoe(cache, root=tmp_path / "data", progress=False)
     assert (folder / "manifest.json").is_file() and not stale.exists()
