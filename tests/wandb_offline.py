@@ -53,3 +53,20 @@ def summary(path: Path) -> dict[str, object]:
                 key = item.key or "/".join(item.nested_key)
                 values[key] = json.loads(item.value_json)
     return values
+
+
+def records(path: Path, kind: str):
+    """Every record of one type (``run``, ``history``, ``summary``, ``metric``, ``artifact``...)."""
+    for payload in payloads(path):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == kind:
+            yield getattr(record, kind)
+
+
+def history(path: Path) -> list[dict[str, object]]:
+    """The logged rows (``run.log`` / Lightning's ``log_metrics``), in order."""
+    return [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in row.item}
+        for row in records(path, "history")
+    ]
