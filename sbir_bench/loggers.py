@@ -76,6 +76,8 @@ def build_loggers(
         if node.get("save_dir", "") is None:
             extra["save_dir"] = str(run_dir)
         if target.endswith("WandbLogger"):
+            if node.get("save_dir", "") is None and os.environ.get("WANDB_DIR"):
+                extra["save_dir"] = os.environ["WANDB_DIR"]
             mode = wandb_mode(node.get("mode"))
             if mode == "disabled":
                 continue

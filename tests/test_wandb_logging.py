@@ -114,13 +114,8 @@ def test_the_leaderboard_is_logged_as_an_artifact_and_a_numeric_table(offline_ru
 def test_the_environment_wins_over_the_config_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("WANDB_PROJECT", "lab_project")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_here"))
     node = compose(["logger=wandb"]).logger.wandb
-    assert (node.mode, node.project, node.save_dir) == (
-        "disabled",
-        "lab_project",
-        str(tmp_path / "wandb_here"),
-    )
+    assert (node.mode, node.project) == ("disabled", "lab_project")
     labels = RunLabels("n", "g", "zeroshot")
     assert build_loggers(compose(["logger=wandb"]).logger, run_dir=tmp_path, labels=labels, config={}) == []
     assert compose(["logger=wandb", "logger.wandb.mode=offline"]).logger.wandb.mode == "offline"  # typed wins
@@ -143,3 +138,6 @@ def test_a_wandb_logger_gets_the_run_labels_a_stable_id_and_the_run_folder(monke
         ["cvae"],
     )
     assert (init["mode"], init["dir"]) == ("offline", str(tmp_path))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_here"))
+    (logger,) = build_loggers(compose(["logger=wandb"]).logger, run_dir=tmp_path, labels=labels, config={})
+    assert logger._wandb_init["dir"] == str(tmp_path / "wandb_here")
