@@ -19,7 +19,7 @@ from sbir_bench.loggers import RunLabels, build_loggers, wandb_mode, wandb_run_i
 from sbir_bench.runner import bench, run_labels
 
 from .conftest import TINY_DATA, quiet_run_in
-from .wandb_offline import history, records, summary
+from .wandb_offline import finished, history, records, summary
 
 RUN = [
     "method=cvae",
@@ -41,7 +41,7 @@ def offline_run(tmp_path_factory, shared_cache):
         result = bench(cfg)
     (run_file,) = Path(result.logged_to[0]).glob("run-*.wandb")
     (record,) = read_records(tmp / "results")
-    return SimpleNamespace(cfg=cfg, tmp=tmp, run_file=run_file, record=record)
+    return SimpleNamespace(cfg=cfg, tmp=tmp, run_file=finished(run_file), record=record)
 
 
 def test_the_run_is_grouped_tagged_and_its_id_follows_the_identity(offline_run):
@@ -100,7 +100,7 @@ def test_the_leaderboard_is_logged_as_an_artifact_and_a_numeric_table(offline_ru
         == 0
     )
     (run_file,) = (tmp_path / "wandb_dir").glob("wandb/offline-run-*/run-*.wandb")
-    (run,) = records(run_file, "run")
+    (run,) = records(finished(run_file), "run")
     assert run.job_type == "leaderboard"
     (artifact,) = [a for a in records(run_file, "artifact") if a.type == "leaderboard"]
     assert {entry.path for entry in artifact.manifest.contents} == {"leaderboard.csv", "leaderboard.md"}

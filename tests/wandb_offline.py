@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
@@ -70,3 +71,14 @@ def history(path: Path) -> list[dict[str, object]]:
         {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in row.item}
         for row in records(path, "history")
     ]
+
+
+def finished(path: Path, timeout: float = 60.0) -> Path:
+    """``path`` once W&B's service has written the run's exit record: ``run.finish()`` can return before
+    the offline file is complete."""
+    deadline = time.monotonic() + timeout
+    while not any(True for _ in records(path, "exit")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} has no exit record after {timeout} s")
+        time.sleep(0.1)
+    return path
