@@ -56,6 +56,7 @@ from sbir_bench.viz import retrieval_grid
 
 GRID_TOP = 10
 LAST_CHECKPOINT = "last"  # checkpoints/last.ckpt: the end of the latest epoch, resumed from
+BEST_CHECKPOINT_NODE = "model_checkpoint"  # configs/callbacks: the checkpoint trainer.test evaluates
 
 
 @dataclass
@@ -140,7 +141,8 @@ def build_callbacks(
 ) -> tuple[list[Any], ModelCheckpoint | None]:
     """The configured callbacks (``configs/callbacks``, built with ``hydra.utils.instantiate``) and the
     suite's own: the random states and ``last.ckpt`` that make a resumed run exact, and the best checkpoint
-    ``trainer.test`` evaluates (the default one when no configured node is a ModelCheckpoint).
+    ``trainer.test`` evaluates (node ``model_checkpoint``, else a default one; other checkpoint nodes only
+    add checkpoints).
 
     A checkpoint node with ``dirpath: null`` saves into the run folder's ``checkpoints/``; a progress bar is
     left out when ``trainer.enable_progress_bar`` is false, a learning-rate monitor when there is no logger
@@ -151,6 +153,7 @@ def build_callbacks(
     checkpoints = run_dir / "checkpoints"
     monitor = f"val/{cfg.evaluation.monitor}"
     callbacks: list[Any] = []
+    checkpoint = None
     for name, node in (cfg.get("callbacks") or {}).items():
         extra = {"dirpath": str(checkpoints)} if "dirpath" in node and node.dirpath is None else {}
         callback = instantiate(node, **extra)
@@ -158,15 +161,17 @@ def build_callbacks(
             continue
         if isinstance(callback, LearningRateMonitor) and not has_logger:
             continue
-        if isinstance(callback, ModelCheckpoint) and (callback.monitor, callback.mode) != (monitor, "max"):
-            raise ConfigError(
-                f"callbacks.{name} monitors {callback.monitor} ({callback.mode}); the best checkpoint "
-                f"follows evaluation.monitor ({monitor}, max): set evaluation.monitor instead"
-            )
+        if name == BEST_CHECKPOINT_NODE:
+            watched = (callback.monitor, callback.mode) if isinstance(callback, ModelCheckpoint) else None
+            if watched != (monitor, "max"):
+                raise ConfigError(
+                    f"callbacks.{name} must be a ModelCheckpoint on {monitor}, mode max (the best checkpoint "
+                    f"follows evaluation.monitor): set evaluation.monitor instead"
+                )
+            checkpoint = callback
         callbacks.append(callback)
     if not needs_training:
         return [c for c in callbacks if not isinstance(c, (ModelCheckpoint, EarlyStopping))], None
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     if checkpoint is None:
         checkpoint = ModelCheckpoint(
             dirpath=checkpoints,

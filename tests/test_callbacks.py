@@ -77,7 +77,7 @@ def test_early_stopping_is_selectable_overridable_and_part_of_the_identity(tmp_p
 
 def test_a_checkpoint_on_another_metric_is_refused(tmp_path):
     cfg = compose(["callbacks.model_checkpoint.mode=min"])
-    with pytest.raises(ConfigError, match="set evaluation.monitor instead"):
+    with pytest.raises(ConfigError, match="must be a ModelCheckpoint on val/map@200, mode max"):
         build_callbacks(cfg, run_dir=tmp_path, needs_training=True, has_logger=False)
 
 
