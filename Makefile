@@ -13,6 +13,7 @@ DEVICES ?=
 NODES ?=
 LOGGER ?= wandb
 ARGS ?=
+WANDB ?=
 
 BENCH_OVERRIDES := method=$(METHOD) data=$(DATA) seeds=[$(SEEDS)] trainer=$(TRAINER) logger=$(LOGGER) \
 	$(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES)) $(ARGS)
@@ -21,7 +22,7 @@ BENCH_OVERRIDES := method=$(METHOD) data=$(DATA) seeds=[$(SEEDS)] trainer=$(TRAI
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
-	@echo "  variables: METHOD=$(METHOD) DATA=$(DATA) SEEDS=$(SEEDS) TRAINER=$(TRAINER) DEVICES= NODES= LOGGER=$(LOGGER) ARGS='extra hydra overrides'"
+	@echo "  variables: METHOD=$(METHOD) DATA=$(DATA) SEEDS=$(SEEDS) TRAINER=$(TRAINER) DEVICES= NODES= LOGGER=$(LOGGER) ARGS='extra hydra overrides' WANDB=1 (leaderboard: log it to W&B)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +36,8 @@ setup: $(STAMP) ## create .venv and install sbir_bench with its dev tools
 bench: $(STAMP) ## train + evaluate METHOD on DATA for SEEDS, then rebuild the leaderboard
 	$(BIN)/sbir-bench bench $(BENCH_OVERRIDES)
 
-leaderboard: $(STAMP) ## rebuild leaderboard/leaderboard.{csv,md} from leaderboard/results alone
-	$(BIN)/sbir-bench leaderboard
+leaderboard: $(STAMP) ## rebuild leaderboard/leaderboard.{csv,md} from leaderboard/results alone (WANDB=1: log it to W&B)
+	$(BIN)/sbir-bench leaderboard $(if $(WANDB),--wandb)
 
 test: $(STAMP) ## the default (fast) test suite
 	$(BIN)/python -m pytest -q

@@ -53,13 +53,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from sbir_bench.runner import bench, say
 
     summary = bench(cfg)
-    if summary.leaderboard is None:  # a non-zero DDP rank: rank 0 reports
+    if summary.leaderboard is None and cfg.to_leaderboard:  # a non-zero DDP rank: rank 0 reports
         return 0
     say(f"{len(summary.written)} record(s) written, {len(summary.skipped)} run(s) already finished")
     for path in summary.written:
         say(f"  record: {path}")
     for where in summary.logged_to:
         say(f"  logger: {where}" + ("  (offline: `wandb sync` it to upload)" if "wandb" in where else ""))
+    if not cfg.to_leaderboard:
+        say("debug run: its record stays in the run folder; the leaderboard is not rebuilt")
+        return 0
     leaderboard_dir = Path(cfg.paths.leaderboard_dir)
     say(f"leaderboard: {leaderboard_dir / 'leaderboard.csv'}, {leaderboard_dir / 'leaderboard.md'}")
     if summary.changed_rows:
@@ -130,6 +133,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     print(f"{len(rebuilt.changes)} row(s) changed")
     if rebuilt.changes:
         print(pd.DataFrame(rebuilt.changes).to_string(index=False))
+    if args.wandb:
+        from sbir_bench.loggers import log_leaderboard
+
+        print(f"leaderboard logged to W&B: {log_leaderboard(rebuilt.table, out)}")
     return 0
 
 
@@ -338,6 +345,12 @@ def parser() -> argparse.ArgumentParser:
         "--out",
         default="leaderboard",
         help="folder to write leaderboard.csv and leaderboard.md into (default: leaderboard)",
+    )
+    board.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log leaderboard.csv to Weights & Biases as an artifact and a table (job type "
+        "leaderboard; WANDB_MODE, WANDB_PROJECT and WANDB_DIR are honoured)",
     )
     board.set_defaults(func=cmd_leaderboard)
 

@@ -27,7 +27,16 @@ NON_IDENTITY_KEYS = (
     "seeds",
     "force",
     "resume",
+    "to_leaderboard",  # false for debug runs, which never reach the leaderboard
     "logger",
+    # display-only callbacks; early stopping changes what a run computes and stays in. The best checkpoint's
+    # monitor and mode follow evaluation.monitor (the runner refuses others)
+    "callbacks.model_checkpoint",
+    "callbacks.rich_progress_bar",
+    "callbacks.model_summary",
+    "callbacks.learning_rate_monitor",
+    "trainer.enable_model_summary",
+    "trainer.profiler",
     "trainer.accelerator",
     "trainer.devices",
     "trainer.num_nodes",
@@ -162,6 +171,11 @@ def identity(cfg: DictConfig) -> dict[str, Any]:
         for key in parents:
             node = node.get(key, {})
         node.pop(leaf, None)
+    if not identity.get("callbacks", True):
+        identity.pop("callbacks")  # display-only callbacks: runs keep the hash they had before callbacks/
+    trainer = identity.get("trainer", {})
+    for key in [k for k, v in trainer.items() if v is None and k != "max_epochs"]:
+        trainer.pop(key)  # an option left at null is Lightning's default, as if it were not listed
     semantics = identity.get("data", {}).get("semantics")
     if isinstance(semantics, dict) and all(value is None for value in semantics.values()):
         # the dataset's own side information, as before the option existed: earlier runs keep their hash

@@ -1,13 +1,17 @@
 """Name -> factory registries for methods and datasets (timm's ``register_model`` pattern).
 
-Unknown names fail with the list of known ones; registering a name twice fails loudly.
+Unknown names fail with the list of known ones; registering a name twice fails loudly. Packages outside
+the suite add methods without editing this file: through the entry-point group ``sbir_bench.methods``
+(``name = "package.module:Class"`` in their pyproject.toml, loaded with the registry), or a method config
+whose ``_target_`` names the class (:func:`method_class`).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import importlib
-from collections.abc import Callable
+import importlib.metadata
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -23,9 +27,12 @@ class UnknownNameError(KeyError):
 class Registry(Generic[T]):
     """A named collection of factories. ``kind`` appears in error messages ("method", "dataset")."""
 
-    def __init__(self, kind: str, modules: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, kind: str, modules: tuple[str, ...] = (), entry_point_group: str | None = None
+    ) -> None:
         self.kind = kind
         self._modules = modules  # imported lazily so that registering is a side effect of import
+        self.entry_point_group = entry_point_group  # installed packages' entries, loaded with the modules
         self._entries: dict[str, T] = {}
         self._loaded = False
 
@@ -42,6 +49,16 @@ class Registry(Generic[T]):
         if not self._loaded:
             for module in self._modules:
                 importlib.import_module(module)
+            if self.entry_point_group:
+                for entry_point in importlib.metadata.entry_points(group=self.entry_point_group):
+                    try:
+                        obj = entry_point.load()
+                    except Exception as error:
+                        raise ImportError(
+                            f"{self.kind} {entry_point.name!r} (entry point {entry_point.value} of group "
+                            f"{self.entry_point_group}) cannot be loaded: {error}"
+                        ) from error
+                    self.register(entry_point.name)(obj)
             self._loaded = True
 
     def get(self, name: str) -> T:
@@ -64,9 +81,11 @@ class Registry(Generic[T]):
         return name in self._entries
 
 
+METHOD_ENTRY_POINTS = "sbir_bench.methods"
 METHODS: Registry[Any] = Registry(
     "method",
     modules=("sbir_bench.methods.baseline", "sbir_bench.methods.cvae"),
+    entry_point_group=METHOD_ENTRY_POINTS,
 )
 DATASETS: Registry[Any] = Registry(
     "dataset", modules=("sbir_bench.data.synthetic", "sbir_bench.data.readers")
@@ -81,6 +100,25 @@ register_method = METHODS.register
 register_dataset = DATASETS.register
 register_dataset_checker = DATASET_CHECKERS.register
 register_split_statistics = SPLIT_STATISTICS.register
+
+
+def method_class(method_cfg: Mapping[str, Any]) -> type:
+    """The class a method config names: its ``_target_`` (a dotted path, e.g. a lab's own package) when
+    set, else its registered ``name``. A ``_target_`` class must subclass RetrievalMethod."""
+    target = method_cfg.get("_target_")
+    if not target:
+        return METHODS.get(method_cfg["name"])
+    from hydra.utils import get_class
+
+    from sbir_bench.methods.base import RetrievalMethod
+
+    try:
+        cls = get_class(target)
+    except Exception as error:  # Hydra wraps the import error; its message names the missing module
+        raise UnknownNameError(f"method._target_ {target!r} cannot be imported: {error}") from error
+    if not (isinstance(cls, type) and issubclass(cls, RetrievalMethod)):
+        raise UnknownNameError(f"method._target_ {target!r} is not a RetrievalMethod subclass")
+    return cls
 
 
 def list_methods(pattern: str = "*") -> list[str]:

@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig
 
-from sbir_bench.config import config_hash, save_run_config, to_container
+from sbir_bench.config import ConfigError, config_hash, save_run_config, to_container
 from sbir_bench.data.modules import RetrievalDataModule
+from sbir_bench.evaluation.curves import ranking_curves
 from sbir_bench.evaluation.search import top_k
 from sbir_bench.leaderboard.build import rebuild
 from sbir_bench.leaderboard.record import (
@@ -39,16 +40,24 @@ from sbir_bench.leaderboard.record import (
     utc_now,
     write_record,
 )
-from sbir_bench.loggers import build_logger, finish, log_run_summary
+from sbir_bench.loggers import (
+    RunLabels,
+    RunSummary,
+    build_loggers,
+    finish,
+    log_run_summary,
+    wandb_run_location,
+)
 from sbir_bench.methods.base import RetrievalMethod
 from sbir_bench.random_state import RandomStateCheckpoint
-from sbir_bench.registry import METHODS
+from sbir_bench.registry import method_class
 from sbir_bench.variant import Variant, resolve_variant
 from sbir_bench.viz import retrieval_grid
 
 GRID_TOP = 10
 LAST_CHECKPOINT = "last"  # checkpoints/last.ckpt: the end of the latest epoch, resumed from
 TESTED_CHECKPOINT = "tested.ckpt"  # the model tested when no best checkpoint was chosen (untrained methods)
+BEST_CHECKPOINT_NODE = "model_checkpoint"  # configs/callbacks: the checkpoint trainer.test evaluates
 
 
 @dataclass
@@ -77,7 +86,7 @@ def bench(cfg: DictConfig) -> BenchSummary:
         )
     cfg.variant = variant.name
     results_dir = Path(cfg.paths.results_dir)
-    METHODS.get(cfg.method.name)  # unknown names fail here, before any data is built
+    method_class(cfg.method)  # unknown names fail here, before any data is built
     for split in cfg.data.splits:
         for seed in cfg.seeds:
             identity = (cfg.method.name, cfg.variant, cfg.data.dataset, split, int(seed), chash)
@@ -95,7 +104,7 @@ def bench(cfg: DictConfig) -> BenchSummary:
                 summary.written.append(path)
             if logged_to:
                 summary.logged_to.append(logged_to)
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0 and cfg.to_leaderboard:
         summary.leaderboard, summary.changed_rows = rebuild(results_dir, Path(cfg.paths.leaderboard_dir))
     return summary
 
@@ -129,32 +138,72 @@ def build_datamodule(
     return datamodule
 
 
+def build_callbacks(
+    cfg: DictConfig, *, run_dir: Path, needs_training: bool, has_logger: bool
+) -> tuple[list[Any], ModelCheckpoint | None]:
+    """The configured callbacks (``configs/callbacks``, built with ``hydra.utils.instantiate``) and the
+    suite's own: the random states and ``last.ckpt`` that make a resumed run exact, and the best checkpoint
+    ``trainer.test`` evaluates (node ``model_checkpoint``, else a default one; other checkpoint nodes only
+    add checkpoints).
+
+    A checkpoint node with ``dirpath: null`` saves into the run folder's ``checkpoints/``; a progress bar is
+    left out when ``trainer.enable_progress_bar`` is false, a learning-rate monitor when there is no logger
+    (Lightning refuses both).
+    """
+    from hydra.utils import instantiate
+
+    checkpoints = run_dir / "checkpoints"
+    monitor = f"val/{cfg.evaluation.monitor}"
+    callbacks: list[Any] = []
+    checkpoint = None
+    for name, node in (cfg.get("callbacks") or {}).items():
+        extra = {"dirpath": str(checkpoints)} if "dirpath" in node and node.dirpath is None else {}
+        callback = instantiate(node, **extra)
+        if isinstance(callback, ProgressBar) and not cfg.trainer.get("enable_progress_bar", True):
+            continue
+        if isinstance(callback, LearningRateMonitor) and not has_logger:
+            continue
+        if name == BEST_CHECKPOINT_NODE:
+            watched = (callback.monitor, callback.mode) if isinstance(callback, ModelCheckpoint) else None
+            if watched != (monitor, "max"):
+                raise ConfigError(
+                    f"callbacks.{name} must be a ModelCheckpoint on {monitor}, mode max (the best checkpoint "
+                    f"follows evaluation.monitor): set evaluation.monitor instead"
+                )
+            checkpoint = callback
+        callbacks.append(callback)
+    if not needs_training:
+        return [c for c in callbacks if not isinstance(c, (ModelCheckpoint, EarlyStopping))], None
+    if checkpoint is None:
+        checkpoint = ModelCheckpoint(
+            dirpath=checkpoints,
+            filename="best-epoch{epoch}",
+            auto_insert_metric_name=False,
+            monitor=monitor,
+            mode="max",
+        )
+        callbacks.append(checkpoint)
+    # every epoch's end overwrites last.ckpt (a ModelCheckpoint's save_last only follows an improvement)
+    # with the full state to resume from: weights, optimiser, loops, the best-checkpoint tracker above
+    # (saved before it), the DataModule's batch generator and the global random states
+    latest = ModelCheckpoint(dirpath=checkpoints, filename=LAST_CHECKPOINT, enable_version_counter=False)
+    return [RandomStateCheckpoint(), *callbacks, latest], checkpoint
+
+
 def build_trainer(
     cfg: DictConfig, *, run_dir: Path, logger: Any, needs_training: bool
 ) -> tuple[L.Trainer, ModelCheckpoint | None]:
-    options = dict(cfg.trainer)
-    max_epochs = options.pop("max_epochs") or cfg.method.max_epochs
-    callbacks: list[Any] = []
-    checkpoint = None
-    if needs_training:
-        checkpoint = ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            filename="best-epoch{epoch}",
-            auto_insert_metric_name=False,
-            monitor=f"val/{cfg.evaluation.monitor}",
-            mode="max",
-        )
-        # every epoch's end overwrites last.ckpt (a ModelCheckpoint's save_last only follows an improvement)
-        # with the full state to resume from: weights, optimiser, loops, the best-checkpoint tracker above
-        # (saved before it), the DataModule's batch generator and the global random states
-        latest = ModelCheckpoint(
-            dirpath=run_dir / "checkpoints", filename=LAST_CHECKPOINT, enable_version_counter=False
-        )
-        callbacks += [RandomStateCheckpoint(), checkpoint, latest]
+    """``L.Trainer`` from ``cfg.trainer`` (options left at null: Lightning's defaults), the callbacks and
+    the logger(s) (a list, one or none)."""
+    options = {key: value for key, value in to_container(cfg.trainer).items() if value is not None}
+    max_epochs = options.pop("max_epochs", None) or cfg.method.max_epochs
+    callbacks, checkpoint = build_callbacks(
+        cfg, run_dir=run_dir, needs_training=needs_training, has_logger=bool(logger)
+    )
     trainer = L.Trainer(
         **options,
         max_epochs=max(int(max_epochs), 1),
-        logger=logger if logger is not None else False,
+        logger=logger if logger else False,
         callbacks=callbacks,
         enable_checkpointing=needs_training,
         default_root_dir=str(run_dir),
@@ -188,7 +237,7 @@ def run_one(
 ) -> tuple[Path | None, str | None]:
     """Train (if the method trains) and evaluate one (split, seed); rank 0 writes the record."""
     L.seed_everything(seed, workers=True)
-    method_cls = METHODS.get(cfg.method.name)
+    method_cls = method_class(cfg.method)
     name = f"{cfg.method.name}-{cfg.variant}-{cfg.data.dataset}-{split}-seed{seed}"
     run_dir = (
         Path(cfg.paths.output_dir)
@@ -208,11 +257,18 @@ def run_one(
         data=datamodule.info(), eval_metrics=list(cfg.evaluation.metrics), **to_container(cfg.method.kwargs)
     )
     config = to_container(cfg)
-    logger = build_logger(
-        cfg.logger, run_dir=run_dir, name=name, group=f"{cfg.method.name}/{cfg.data.dataset}", config=config
+    results_dir = Path(cfg.paths.results_dir) if cfg.to_leaderboard else run_dir / "records"
+    identity = (cfg.method.name, cfg.variant, cfg.data.dataset, split, seed, chash)
+    loggers = build_loggers(
+        cfg.get("logger"),
+        run_dir=run_dir,
+        labels=run_labels(cfg, identity, datamodule),
+        config=config,
+        best_of=[f"val/{metric}" for metric in cfg.evaluation.metrics],  # all higher-is-better
     )
+    logged_to = wandb_run_location(loggers) if rank_zero_only.rank == 0 else None
     trainer, checkpoint = build_trainer(
-        cfg, run_dir=run_dir, logger=logger, needs_training=method.needs_training
+        cfg, run_dir=run_dir, logger=loggers, needs_training=method.needs_training
     )
     started, train_seconds, eval_seconds = time.perf_counter(), 0.0, 0.0
     record = RunRecord(
@@ -260,9 +316,10 @@ def run_one(
             _finish_record(
                 record, trainer, train_seconds, eval_seconds, best_checkpoint=None, run_dir=run_dir
             )
-            path = write_record(record, Path(cfg.paths.results_dir))
+            record.extra["wandb_run"] = logged_to
+            path = write_record(record, results_dir)
             say(f"FAILED {name}; error record {path}")
-        finish(logger)
+        finish(loggers)
         raise
     if not trainer.is_global_zero:
         return None, None
@@ -271,13 +328,60 @@ def run_one(
     record.counts.update({f"split_{k}": v for k, v in datamodule.split_.counts().items()})
     record.metrics = {k: float(v) for k, v in metrics.items() if not k.startswith("n_")}
     _finish_record(record, trainer, train_seconds, eval_seconds, best_checkpoint=best, run_dir=run_dir)
-    path = write_record(record, Path(cfg.paths.results_dir))
-    say(f"record {path}")
-    row = pd.DataFrame([{"method": record.method, "split": split, "seed": seed, **record.metrics}])
-    grid = draw_grid(method, datamodule, int(cfg.evaluation.grid_queries))
-    logged_to = log_run_summary(logger, metrics=record.metrics, rows=row, grid=grid)
-    finish(logger)
+    record.extra["wandb_run"] = logged_to
+    path = write_record(record, results_dir)
+    say(f"record {path}" + ("" if cfg.to_leaderboard else " (debug run: not for the leaderboard)"))
+    if loggers:
+        logged_to = log_run_summary(loggers, run_summary(record, method, datamodule, cfg)) or logged_to
+    finish(loggers)
     return path, logged_to
+
+
+def run_labels(cfg: DictConfig, identity: tuple[Any, ...], datamodule: RetrievalDataModule) -> RunLabels:
+    """Name, group (method/variant/dataset: one leaderboard row's runs over splits and seeds), job type
+    (the split's setting), tags, and the key of the stable W&B run id: the run's identity and the latest
+    finished record of it, so a resumed run continues its W&B run while a rerun (``force=true``, or a fresh
+    clone's run beside committed records) starts a new one."""
+    method, variant, dataset, split, seed, chash = identity
+    previous = find_record(Path(cfg.paths.results_dir), identity, strict=False)
+    return RunLabels(
+        name=f"{method}-{variant}-{dataset}-{split}-seed{seed}",
+        group=f"{method}/{variant}/{dataset}",
+        job_type=datamodule.split_.setting,
+        tags=[method, variant, dataset, split, f"seed{seed}", datamodule.split_.setting, f"config-{chash}"],
+        key=(*identity, previous.run_id) if previous is not None else identity,
+    )
+
+
+def run_summary(
+    record: RunRecord, method: RetrievalMethod, datamodule: RetrievalDataModule, cfg: DictConfig
+) -> RunSummary:
+    """The record's metrics and counts, its leaderboard row, the retrieval grid, per-class AP and the
+    precision-recall curve of the test embeddings."""
+    row = pd.DataFrame(
+        [{"method": record.method, "variant": record.variant, "split": record.split, "seed": record.seed}]
+    )
+    row = pd.concat([row, pd.DataFrame([record.metrics])], axis=1)
+    summary = RunSummary(
+        metrics=record.metrics,
+        counts=record.counts,
+        rows=row,
+        grid=draw_grid(method, datamodule, int(cfg.evaluation.grid_queries)),
+    )
+    if "query" in method.last_embeddings:
+        (queries, query_labels), (gallery, gallery_labels) = (
+            method.last_embeddings["query"],
+            method.last_embeddings["gallery"],
+        )
+        curves = ranking_curves(queries, query_labels, gallery, gallery_labels, distance=method.distance)
+        by_class = datamodule.split_.setting != "fine_grained"  # there a label is an instance, not a class
+        names = list(datamodule.catalog.class_names) if by_class else []
+        summary.per_class_ap = {
+            (names[label] if label < len(names) else str(label)): ap
+            for label, ap in curves.per_class_ap(query_labels).items()
+        }
+        summary.pr_curve = (curves.recall.tolist(), curves.precision.tolist())
+    return summary
 
 
 def _finish_record(

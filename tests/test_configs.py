@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from sbir_bench.config import ConfigError, available, compose, config_hash
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.data.records import DataInfo
-from sbir_bench.loggers import build_logger
+from sbir_bench.loggers import RunLabels, build_loggers
 from sbir_bench.registry import METHODS, list_methods
 from sbir_bench.runner import build_trainer
 
@@ -66,8 +66,10 @@ def test_trainer_config_instantiates(trainer, tmp_path):
 def test_logger_config_instantiates(logger, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     cfg = compose([f"logger={logger}"])
-    built = build_logger(cfg.logger, run_dir=tmp_path, name="t", group="g", config={"a": 1})
-    assert (built is None) == (logger == "none")
+    built = build_loggers(
+        cfg.get("logger"), run_dir=tmp_path, labels=RunLabels("t", "g", "j"), config={"a": 1}
+    )
+    assert (built == []) == (logger in ("none", "wandb")), "WANDB_MODE=disabled: no W&B run"
 
 
 @pytest.mark.parametrize("experiment", available("experiment"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
@@ -53,3 +54,31 @@ def summary(path: Path) -> dict[str, object]:
                 key = item.key or "/".join(item.nested_key)
                 values[key] = json.loads(item.value_json)
     return values
+
+
+def records(path: Path, kind: str):
+    """Every record of one type (``run``, ``history``, ``summary``, ``metric``, ``artifact``...)."""
+    for payload in payloads(path):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == kind:
+            yield getattr(record, kind)
+
+
+def history(path: Path) -> list[dict[str, object]]:
+    """The logged rows (``run.log`` / Lightning's ``log_metrics``), in order."""
+    return [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in row.item}
+        for row in records(path, "history")
+    ]
+
+
+def finished(path: Path, timeout: float = 60.0) -> Path:
+    """``path`` once W&B's service has written the run's exit record: ``run.finish()`` can return before
+    the offline file is complete."""
+    deadline = time.monotonic() + timeout
+    while not any(True for _ in records(path, "exit")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} has no exit record after {timeout} s")
+        time.sleep(0.1)
+    return path

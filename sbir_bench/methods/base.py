@@ -117,7 +117,12 @@ class RetrievalMethod(L.LightningModule):
         """Items in each val/test dataloader's dataset, so a gather missing trailing items fails loudly."""
         loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
         loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
-        return [len(loader.dataset) if hasattr(loader, "dataset") else None for loader in loaders]
+        batches = self.trainer.num_val_batches if stage == "val" else self.trainer.num_test_batches
+        sizes: list[int | None] = []
+        for loader, n_batches in zip(loaders, batches, strict=False):
+            limited = hasattr(loader, "__len__") and n_batches < len(loader)  # debug runs: limit_*_batches
+            sizes.append(len(loader.dataset) if hasattr(loader, "dataset") and not limited else None)
+        return sizes
 
     def _score(self, stage: str) -> dict[str, float]:
         gathered = {}
@@ -136,8 +141,10 @@ class RetrievalMethod(L.LightningModule):
             q, ql, g, gl, distance=self.distance, metrics=self.eval_metrics, references=stage == "test"
         )
         self.last_metrics = metrics
-        # every rank holds the same gathered data and so the same numbers: no sync needed
-        self.log_dict({f"{stage}/{k}": float(v) for k, v in metrics.items()}, sync_dist=False)
+        # every rank holds the same gathered data and so the same numbers: no sync needed. Counts
+        # (n_queries, ...) are sizes, not a history: the record and the logger's run summary hold them
+        scores = {f"{stage}/{k}": float(v) for k, v in metrics.items() if not k.startswith("n_")}
+        self.log_dict(scores, sync_dist=False)
         return metrics
 
     def on_validation_epoch_end(self) -> None:
