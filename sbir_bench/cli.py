@@ -36,6 +36,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from sbir_bench.runner import bench, say
 
     cfg = compose(args.overrides)
+    if args.dry_run:
+        return print_plan(cfg)
     summary = bench(cfg)
     if summary.leaderboard is None:  # a non-zero DDP rank: rank 0 reports
         return 0
@@ -53,6 +55,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(pd.DataFrame(summary.changed_rows).to_string(index=False), flush=True)
     else:
         say("no leaderboard row changed")
+    return 0
+
+
+def print_plan(cfg: Any) -> int:
+    """``bench --dry-run``: the config's identity hash, its variant, and what bench would do with each
+    (split, seed) and why; reads records only, builds no data."""
+    from sbir_bench.plan import plan_runs
+
+    plan = plan_runs(cfg)
+    variant = plan.variant
+    registered = "registered" if variant.is_registered else "a variant"
+    print(
+        f"config {plan.config_hash}, variant {variant.name} ({registered}; the registered configuration of "
+        f"these config groups is {variant.registered_variant}, config {variant.registered_hash})"
+    )
+    for run in plan.runs:
+        where = f" ({run.record})" if run.record else ""
+        print(f"{'run ' if run.runs else 'skip'}  {run.name}: {run.reason}{where}")
+    todo = sum(run.runs for run in plan.runs)
+    print(f"{todo} to run, {len(plan.runs) - todo} to skip")
     return 0
 
 
@@ -236,6 +258,11 @@ def parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="train + evaluate a method, write records, rebuild the leaderboard")
     bench.add_argument(
         "overrides", nargs="*", help="Hydra overrides, e.g. method=cvae data=synthetic_zs seeds=[0,1]"
+    )
+    bench.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the config hash, the variant and what each (split, seed) would do (run or skip) and why",
     )
     bench.set_defaults(func=cmd_bench)
 
