@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 from filelock import FileLock, Timeout
+from lightning.fabric.strategies.launchers import _SubprocessScriptLauncher
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
@@ -87,7 +88,7 @@ def bench(cfg: DictConfig) -> BenchSummary:
         for seed in cfg.seeds:
             with run_lock(lock_path(cfg, split, int(seed), chash), world):
                 decided = plan_run(cfg, split, int(seed), chash) if world.global_rank == 0 else None
-                planned: PlannedRun = world.broadcast(decided, src=0)
+                planned: PlannedRun = world.strategy.broadcast(decided, src=0)
                 if not planned.runs:
                     say(f"skip {planned.name}: {planned.reason}")
                     summary.skipped.append(planned.record)
@@ -109,8 +110,8 @@ def join_processes(cfg: DictConfig) -> L.Fabric:
     """Start (or join) every process of the Trainer's DDP run now, before any decision, with the Trainer's
     own launcher: Lightning re-runs this command on the other local ranks, or they are started outside
     (SLURM, torchrun, one command per node). The Trainers of the runs then find the process group
-    initialised and reuse it. A single process gets a single-device Fabric (``broadcast`` returns its
-    argument)."""
+    initialised and reuse it. A single process, or a strategy that spawns its ranks inside each fit
+    (``ddp_spawn``: this process alone decides), is not launched (``broadcast`` returns its argument)."""
     options = cfg.trainer
     world = L.Fabric(
         accelerator=options.accelerator,
@@ -118,7 +119,8 @@ def join_processes(cfg: DictConfig) -> L.Fabric:
         num_nodes=options.num_nodes,
         strategy=options.strategy,
     )
-    world.launch()
+    if isinstance(world.strategy.launcher, _SubprocessScriptLauncher):
+        world.launch()
     return world
 
 
@@ -128,7 +130,7 @@ def run_lock(path: Path, world: L.Fabric) -> Iterator[None]:
     then finds its record and skips it. The other ranks wait with rank 0, in steps short enough for no
     collective call to outlive the process group's timeout."""
     lock = FileLock(path) if world.global_rank == 0 else None
-    while not world.broadcast(_acquired(lock) if lock is not None else None, src=0):
+    while not world.strategy.broadcast(_acquired(lock) if lock is not None else None, src=0):
         pass
     try:
         yield

@@ -57,9 +57,13 @@ def test_slurm_tasks_follow_the_trainer_and_flags_override_the_launcher_config()
         SubmitSettings.load("slurm", gpu=1)
 
 
-def test_a_grid_of_two_runs_through_the_local_executor_writes_two_records(tmp_path, shared_cache):
+@pytest.mark.parametrize(
+    "executor",
+    ["debug", pytest.param("local", marks=pytest.mark.slow)],  # local: a process per job, 30-50 s on 2 cores
+)
+def test_a_grid_of_two_runs_writes_two_records(executor, tmp_path, shared_cache):
     overrides = ["method=baseline", "data=synthetic_zs,synthetic_trad", *quiet_run_in(tmp_path, shared_cache)]
-    settings = SubmitSettings.load("local", folder=str(tmp_path / "submitit"))
+    settings = SubmitSettings.load("local", executor=executor, folder=str(tmp_path / "submitit"))
     submitted, skipped = submit([*overrides, *TINY_DATA], settings)
     assert skipped == [] and len(submitted) == 2
     written = [path for job, _ in submitted for path in job.result()]
