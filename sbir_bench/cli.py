@@ -33,11 +33,12 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from sbir_bench.config import compose
-    from sbir_bench.runner import bench, say
 
     cfg = compose(args.overrides)
     if args.dry_run:
         return print_plan(cfg)
+    from sbir_bench.runner import bench, say
+
     summary = bench(cfg)
     if summary.leaderboard is None:  # a non-zero DDP rank: rank 0 reports
         return 0

@@ -7,6 +7,7 @@ scores gathered embeddings) -> one JSON record -> leaderboard rebuilt from all r
 Reruns skip every (method, variant, dataset, split, seed, config hash) that already has a finished record
 whose run folder is in this checkout, so an interrupted ``make bench`` resumes where it stopped and never
 duplicates a record; records committed from another machine are measured again (a new record beside them).
+Rank 0 makes that decision (:mod:`sbir_bench.plan`) holding the run's lock, and every DDP rank follows it.
 """
 
 from __future__ import annotations
