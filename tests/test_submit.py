@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from sbir_bench.cli import main
@@ -35,11 +38,30 @@ def test_one_job_per_unfinished_run(tmp_path):
     assert skipped == [f"baseline/default/synthetic/zeroshot/0/{chash}: finished record " + skipped[0][-31:]]
 
 
-def test_a_preempted_job_is_requeued_as_the_same_run_resuming():
-    job = BenchJob(("method=cvae", "data.splits=[zeroshot]", "seeds=[3]", "resume=false"))
-    again = job.checkpoint()
-    assert again.function == BenchJob(("method=cvae", "data.splits=[zeroshot]", "seeds=[3]", "resume=true"))
-    assert again.args == () and again.kwargs == {}
+def test_a_preempted_job_is_requeued_as_the_same_run_and_resumes_from_last_ckpt(
+    tmp_path, shared_cache, monkeypatch
+):
+    from sbir_bench.methods.cvae import CVAE
+
+    run = ["method=cvae", "data=synthetic_zs", "method.max_epochs=2", "method.batch_size=32", *TINY_DATA]
+    run += ["method.kwargs.num_test_samples=4", *quiet_run_in(tmp_path, shared_cache), "seeds=[0]"]
+    job = BenchJob((*run, "resume=false"))
+    epochs_run: list[int] = []
+
+    def preempted_in_epoch_one(self, batch, batch_idx):  # as SLURM's signal half-way through an epoch
+        if batch_idx == 0:
+            epochs_run.append(self.current_epoch)
+        if self.current_epoch == 1 and batch_idx == 1 and epochs_run.count(1) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(CVAE, "on_train_batch_start", preempted_in_epoch_one, raising=False)
+    with pytest.raises(SystemExit):
+        job()
+    requeued = job.checkpoint()  # what submitit resubmits
+    assert requeued.function == BenchJob((*run, "resume=true")) and requeued.args == ()
+    (path,) = requeued.result()
+    assert epochs_run == [0, 1, 1], "the requeued run went on with the preempted epoch"
+    assert json.loads(Path(path).read_text())["extra"]["resumed_from_epoch"] == 1
 
 
 def test_slurm_tasks_follow_the_trainer_and_flags_override_the_launcher_config():
