@@ -1,4 +1,4 @@
-"""The ``sbir-bench`` command: bench | evaluate | embed | leaderboard | list | data (summary | check).
+"""The ``sbir-bench`` command: bench | submit | evaluate | embed | leaderboard | list | data (summary|check).
 
 A thin layer: it parses arguments, calls the package, and turns the suite's own errors into one clear
 line on stderr (exit code 2) instead of a traceback (set SBIR_DEBUG=1 for the traceback).
@@ -50,6 +50,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     check_objects(cfg)  # every _target_, the method and the dataset: still before any data work
 
+    if args.dry_run:
+        return print_plan(cfg)
     from sbir_bench.runner import bench, say
 
     summary = bench(cfg)
@@ -73,6 +75,61 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         say("no leaderboard row changed")
     return 0
+
+
+def print_plan(cfg: Any) -> int:
+    """``bench --dry-run``: the config's identity hash, its variant, and what bench would do with each
+    (split, seed) and why; reads records only, builds no data."""
+    from sbir_bench.plan import plan_runs
+
+    plan = plan_runs(cfg)
+    variant = plan.variant
+    registered = "registered" if variant.is_registered else "a variant"
+    print(
+        f"config {plan.config_hash}, variant {variant.name} ({registered}; the registered configuration of "
+        f"these config groups is {variant.registered_variant}, config {variant.registered_hash})"
+    )
+    for run in plan.runs:
+        where = f" ({run.record})" if run.record else ""
+        print(f"{'run ' if run.runs else 'skip'}  {run.name}: {run.reason}{where}")
+    todo = sum(run.runs for run in plan.runs)
+    print(f"{todo} to run, {len(plan.runs) - todo} to skip")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    from sbir_bench.submit import SubmitSettings, submit
+
+    settings = SubmitSettings.load(
+        args.launcher,
+        folder=args.folder,
+        partition=args.partition,
+        timeout_min=args.timeout_min,
+        cpus_per_task=args.cpus_per_task,
+        mem_gb=args.mem_gb,
+        gpus_per_node=args.gpus_per_node,
+        array_parallelism=args.array_parallelism,
+        additional=_parse_options(args.sbatch) or None,
+    )
+    submitted, skipped = submit(args.overrides, settings)
+    for line in skipped:
+        print(f"skip {line}")
+    for job, run in submitted:
+        print(f"job {job.job_id}: bench {' '.join(run.overrides)}")
+    print(f"{len(submitted)} job(s) submitted ({settings.executor}), logs under {settings.folder}")
+    if not args.wait:
+        return 0
+    failed = 0
+    for job, _ in submitted:
+        try:
+            for path in job.result():
+                print(f"job {job.job_id}: record {path}")
+        except (FailedJobError, UncompletedJobError):
+            failed += 1
+            print(f"job {job.job_id}: failed; see {job.paths.stderr}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -299,7 +356,36 @@ def parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="Hydra overrides, e.g. method=cvae data=synthetic_zs seeds=[0,1]"
     )
     bench.add_argument("--cfg", action="store_true", help="print the resolved config (YAML) and exit")
+    bench.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the config hash, the variant and what each (split, seed) would do (run or skip) and why",
+    )
     bench.set_defaults(func=cmd_bench)
+
+    sub_jobs = sub.add_parser(
+        "submit",
+        help="one job per run (split, seed) of a config or a grid (method=a,b data=x,y) through submitit: "
+        "a SLURM array job, or local processes",
+    )
+    sub_jobs.add_argument("overrides", nargs="*", help="Hydra overrides as for bench; key=a,b sweeps a grid")
+    sub_jobs.add_argument(
+        "--launcher",
+        default="slurm",
+        help="configs/submit/NAME.yaml: executor and options (default: slurm)",
+    )
+    sub_jobs.add_argument("--folder", help="where submitit keeps its scripts and the logs of the jobs")
+    sub_jobs.add_argument("--partition", help="SLURM partition")
+    sub_jobs.add_argument("--timeout-min", type=int, help="time limit of a job, minutes (then: requeued)")
+    sub_jobs.add_argument("--cpus-per-task", type=int, help="CPU cores per task (one task per DDP rank)")
+    sub_jobs.add_argument("--mem-gb", type=float, help="memory per node, GB")
+    sub_jobs.add_argument("--gpus-per-node", type=int, help="default: trainer.devices on a gpu trainer")
+    sub_jobs.add_argument("--array-parallelism", type=int, help="at most this many jobs running at once")
+    sub_jobs.add_argument(
+        "--sbatch", action="append", default=[], metavar="KEY=VALUE", help="another sbatch option, repeatable"
+    )
+    sub_jobs.add_argument("--wait", action="store_true", help="wait for the jobs and print their records")
+    sub_jobs.set_defaults(func=cmd_submit)
 
     evaluate = sub.add_parser(
         "evaluate", help="score embeddings produced anywhere (.npz: embeddings, labels)"

@@ -7,13 +7,16 @@ scores gathered embeddings) -> one JSON record -> leaderboard rebuilt from all r
 Reruns skip every (method, variant, dataset, split, seed, config hash) that already has a finished record
 whose run folder is in this checkout, so an interrupted ``make bench`` resumes where it stopped and never
 duplicates a record; records committed from another machine are measured again (a new record beside them).
+Rank 0 makes that decision (:mod:`sbir_bench.plan`) holding the run's lock, and every DDP rank follows it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,13 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
+from lightning.fabric.strategies.launchers import _SubprocessScriptLauncher
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig
 
-from sbir_bench.config import ConfigError, config_hash, save_run_config, to_container
+from sbir_bench.config import ConfigError, save_run_config, to_container
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.evaluation.curves import ranking_curves
 from sbir_bench.evaluation.search import top_k
@@ -36,7 +41,6 @@ from sbir_bench.leaderboard.record import (
     environment_info,
     find_record,
     new_run_id,
-    record_path,
     utc_now,
     write_record,
 )
@@ -49,15 +53,17 @@ from sbir_bench.loggers import (
     wandb_run_location,
 )
 from sbir_bench.methods.base import RetrievalMethod
+from sbir_bench.plan import PlannedRun, identify, lock_path, plan_run, run_folder
 from sbir_bench.random_state import RandomStateCheckpoint
 from sbir_bench.registry import method_class
-from sbir_bench.variant import Variant, resolve_variant
+from sbir_bench.variant import Variant
 from sbir_bench.viz import retrieval_grid
 
 GRID_TOP = 10
 LAST_CHECKPOINT = "last"  # checkpoints/last.ckpt: the end of the latest epoch, resumed from
 TESTED_CHECKPOINT = "tested.ckpt"  # the model tested when no best checkpoint was chosen (untrained methods)
 BEST_CHECKPOINT_NODE = "model_checkpoint"  # configs/callbacks: the checkpoint trainer.test evaluates
+LOCK_WAIT_STEP_SECONDS = 60.0  # rank 0 waits for a run's lock in steps of this, the other ranks with it
 
 
 @dataclass
@@ -75,45 +81,84 @@ def say(message: str) -> None:
 
 
 def bench(cfg: DictConfig) -> BenchSummary:
-    """Run every (split, seed) of the composed config, then rebuild the leaderboard from all records."""
+    """Run every (split, seed) of the composed config, then rebuild the leaderboard from all records.
+
+    Every process of a DDP run joins before the first decision; rank 0 decides each run (under the run's
+    lock, :func:`plan_run`) and tells the others, so ranks that see other files (nodes without a shared
+    file system) still run and skip the same runs together.
+    """
     summary = BenchSummary()
-    chash = config_hash(cfg)
-    variant = resolve_variant(cfg)  # refuses a registered label on another configuration
-    if variant.name != cfg.variant or not variant.is_registered:
+    label = cfg.variant
+    chash, variant = identify(cfg)  # refuses a registered label on another configuration
+    if variant.name != label or not variant.is_registered:
         say(
             f"variant {variant.name} (config {chash}); the registered configuration of these config "
             f"groups is {variant.registered_variant} (config {variant.registered_hash})"
         )
-    cfg.variant = variant.name
-    results_dir = Path(cfg.paths.results_dir)
-    method_class(cfg.method)  # unknown names fail here, before any data is built
+    world = join_processes(cfg)
     for split in cfg.data.splits:
         for seed in cfg.seeds:
-            identity = (cfg.method.name, cfg.variant, cfg.data.dataset, split, int(seed), chash)
-            done = None if cfg.force else find_record(results_dir, identity)
-            if done is not None and not _ran_in_this_checkout(done):
-                say(f"{'/'.join(map(str, identity))}: record {done.run_id} is from elsewhere; running here")
-                done = None
-            if done is not None:
-                path = record_path(done, results_dir)
-                say(f"skip {'/'.join(map(str, identity))}: finished record exists ({done.run_id})")
-                summary.skipped.append(path)
-                continue
-            path, logged_to = run_one(cfg, split=split, seed=int(seed), chash=chash, variant=variant)
+            with run_lock(lock_path(cfg, split, int(seed), chash), world):
+                decided = plan_run(cfg, split, int(seed), chash) if world.global_rank == 0 else None
+                planned: PlannedRun = world.strategy.broadcast(decided, src=0)
+                if not planned.runs:
+                    say(f"skip {planned.name}: {planned.reason}")
+                    summary.skipped.append(planned.record)
+                    continue
+                say(f"{planned.name}: {planned.reason}; running it")
+                path, logged_to = run_one(cfg, split=split, seed=int(seed), chash=chash, variant=variant)
             if path is not None:
                 summary.written.append(path)
             if logged_to:
                 summary.logged_to.append(logged_to)
     if rank_zero_only.rank == 0 and cfg.to_leaderboard:
-        summary.leaderboard, summary.changed_rows = rebuild(results_dir, Path(cfg.paths.leaderboard_dir))
+        summary.leaderboard, summary.changed_rows = rebuild(
+            Path(cfg.paths.results_dir), Path(cfg.paths.leaderboard_dir)
+        )
     return summary
 
 
-def _ran_in_this_checkout(record: RunRecord) -> bool:
-    """Whether the run's output folder is here: records committed from another machine (a fresh clone) do
-    not stop a run, while a rerun in the same checkout skips what it already finished."""
-    run_dir = (record.extra or {}).get("run_dir")
-    return bool(run_dir) and Path(run_dir).is_dir()
+def join_processes(cfg: DictConfig) -> L.Fabric:
+    """Start (or join) every process of the Trainer's DDP run now, before any decision, with the Trainer's
+    own launcher: Lightning re-runs this command on the other local ranks, or they are started outside
+    (SLURM, torchrun, one command per node). The Trainers of the runs then find the process group
+    initialised and reuse it. A single process, or a strategy that spawns its ranks inside each fit
+    (``ddp_spawn``: this process alone decides), is not launched (``broadcast`` returns its argument)."""
+    options = cfg.trainer
+    world = L.Fabric(
+        accelerator=options.accelerator,
+        devices=options.devices,
+        num_nodes=options.num_nodes,
+        strategy=options.strategy,
+    )
+    if isinstance(world.strategy.launcher, _SubprocessScriptLauncher):
+        world.launch()
+    return world
+
+
+@contextlib.contextmanager
+def run_lock(path: Path, world: L.Fabric) -> Iterator[None]:
+    """Hold the run's lock (on rank 0) for the whole run: another process that starts the same run waits,
+    then finds its record and skips it. The other ranks wait with rank 0, in steps short enough for no
+    collective call to outlive the process group's timeout."""
+    lock = FileLock(path) if world.global_rank == 0 else None
+    while not world.strategy.broadcast(_acquired(lock) if lock is not None else None, src=0):
+        pass
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _acquired(lock: FileLock) -> bool:
+    Path(lock.lock_file).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire(timeout=LOCK_WAIT_STEP_SECONDS)
+    except Timeout:
+        say(f"waiting for {lock.lock_file}: another process is running this run")
+        return False
+    return True
 
 
 def build_datamodule(
@@ -239,14 +284,7 @@ def run_one(
     L.seed_everything(seed, workers=True)
     method_cls = method_class(cfg.method)
     name = f"{cfg.method.name}-{cfg.variant}-{cfg.data.dataset}-{split}-seed{seed}"
-    run_dir = (
-        Path(cfg.paths.output_dir)
-        / "runs"
-        / cfg.data.dataset
-        / split
-        / cfg.method.name
-        / (f"{cfg.variant}-seed{seed}-{chash}")
-    )
+    run_dir = run_folder(cfg, split, seed, chash)
     say(f"run {name} -> {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)  # marks the run as this checkout's (see _ran_in_this_checkout)
     save_run_config(cfg, run_dir)  # config.yaml (resolved) and overrides.yaml, as Hydra's .hydra/ keeps
