@@ -24,8 +24,8 @@ from sbir_bench.config import ConfigError, available, compose, config_folders
 
 # Hydra's own keys of an instantiable node (https://hydra.cc/docs/advanced/instantiate_objects/overview/)
 HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
-LOGGER_MODES = ("auto", "online", "offline", "disabled")  # the `kind: wandb` layout (sbir_bench/loggers.py)
-LOGGER_KINDS = ("wandb", "csv", "none")
+# W&B modes a logger config may ask for (sbir_bench/loggers.py resolves auto; dryrun is W&B's old offline)
+WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 def did_you_mean(name: str, known: Iterable[str], prefix: str = "") -> str:
@@ -88,14 +88,17 @@ def _evaluation_problems(evaluation: DictConfig) -> list[str]:
 
 
 def _logger_problems(logger: Any) -> list[str]:
-    """Options of the ``kind:`` logger layout; a logger with a ``_target_`` is checked by its signature."""
-    if not isinstance(logger, DictConfig) or "kind" not in logger:
+    """The W&B mode of every WandbLogger node (``logger.<node>.mode``), checked before anything is built;
+    the other keys of a logger node are checked against its class by :func:`check_objects`."""
+    if not isinstance(logger, DictConfig):
         return []
-    if logger.kind not in LOGGER_KINDS:
-        return [f"logger.kind {logger.kind} is none of {', '.join(LOGGER_KINDS)}"]
-    if logger.kind == "wandb" and logger.get("mode") not in LOGGER_MODES:
-        return [f"logger.mode {logger.get('mode')} is none of {', '.join(LOGGER_MODES)}"]
-    return []
+    problems = []
+    for name, node in logger.items():
+        is_wandb = isinstance(node, DictConfig) and str(node.get("_target_", "")).endswith("WandbLogger")
+        mode = node.get("mode") if is_wandb else None
+        if mode is not None and mode not in (*WANDB_MODES, "dryrun"):
+            problems.append(f"logger.{name}.mode {mode} is none of {', '.join(WANDB_MODES)}")
+    return problems
 
 
 def config_problems(cfg: DictConfig) -> list[str]:

@@ -19,7 +19,7 @@ import pandas as pd
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from PIL import Image
 
-WANDB_MODES = ("auto", "online", "offline", "disabled")
+from sbir_bench.config_checks import WANDB_MODES
 
 
 @dataclass

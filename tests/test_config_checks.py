@@ -51,7 +51,7 @@ def test_every_problem_of_the_config_is_one_line():
             "seeds=[a]",
             "data.splits=[]",
             "logger=wandb",
-            "logger.mode=offlin",
+            "logger.wandb.mode=offlin",
         ],
         check=False,
     )
@@ -63,7 +63,7 @@ def test_every_problem_of_the_config_is_one_line():
     assert problems[2].endswith("is not among evaluation.metrics (p@1, x@2)")
     assert problems[3] == "seeds must be a non-empty list of integers, e.g. seeds=[0,1,2], not ['a']"
     assert problems[4] == "data.splits must be a non-empty list of split names, not []"
-    assert problems[5] == "logger.mode offlin is none of auto, online, offline, disabled"
+    assert problems[5] == "logger.wandb.mode offlin is none of auto, online, offline, disabled"
     assert config_problems(compose([])) == []
 
 
