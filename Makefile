@@ -13,6 +13,7 @@ DEVICES ?=
 NODES ?=
 LOGGER ?= wandb
 ARGS ?=
+TEST_WORKERS ?= 2
 WANDB ?=
 
 BENCH_OVERRIDES := method=$(METHOD) data=$(DATA) seeds=[$(SEEDS)] trainer=$(TRAINER) logger=$(LOGGER) \
@@ -39,8 +40,11 @@ bench: $(STAMP) ## train + evaluate METHOD on DATA for SEEDS, then rebuild the l
 leaderboard: $(STAMP) ## rebuild leaderboard/leaderboard.{csv,md} from leaderboard/results alone (WANDB=1: log it to W&B)
 	$(BIN)/sbir-bench leaderboard $(if $(WANDB),--wandb)
 
-test: $(STAMP) ## the default (fast) test suite
-	$(BIN)/python -m pytest -q
+# The default suite runs on TEST_WORKERS processes (pytest-xdist), one thread each: two torch processes
+# with several threads each on two cores slow each other down many times over. Its one minutes-long test
+# (marked `long`) starts first; idle workers steal the rest (--dist worksteal).
+test: $(STAMP) ## the default (fast) test suite, on TEST_WORKERS parallel workers
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-all: $(STAMP) ## every test, slow end-to-end runs included
 	$(BIN)/python -m pytest -q -m ''
@@ -55,6 +59,7 @@ lint: $(STAMP) ## ruff lint + format check
 benchmark: $(STAMP) ## run the speed benchmarks (prints ratios against their references)
 	$(BIN)/python benchmarks/eval_speed.py
 	$(BIN)/python benchmarks/feature_throughput.py
+	$(BIN)/python benchmarks/cache_check.py
 
 clean: ## remove run outputs and tool caches (keeps .cache/sbir_bench, leaderboard results and .venv)
 	rm -rf outputs .pytest_cache .ruff_cache

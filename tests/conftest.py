@@ -23,6 +23,12 @@ TINY_DATA = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``long`` first: under pytest-xdist (``make test``) one worker starts the long one while
+    the others share the rest, so the suite takes about as long as that test."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: order otherwise kept
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory):
     """One data/feature cache for the whole session (generated data is deterministic, so sharing is safe)."""

@@ -94,7 +94,11 @@ def test_bench_labels_the_runs_of_another_configuration_custom(tmp_path, monkeyp
         runner, "run_one", lambda cfg, **kwargs: calls.append((cfg.variant, kwargs)) or (None, None)
     )
     (tmp_path / "results").mkdir()
-    paths = [f"paths.results_dir={tmp_path / 'results'}", f"paths.leaderboard_dir={tmp_path / 'board'}"]
+    paths = [
+        f"paths.results_dir={tmp_path / 'results'}",
+        f"paths.leaderboard_dir={tmp_path / 'board'}",
+        f"paths.output_dir={tmp_path / 'outputs'}",  # the run's lock file goes beside its run folder
+    ]
     cfg = compose(["data=synthetic_zs", "method.max_epochs=2", *paths])
     runner.bench(cfg)
     ((label, kwargs),) = calls
