@@ -28,6 +28,30 @@ def test_list_json(capsys):
     assert "sketchy_zs" in listing["configs"]["data"] and "cvae_paper" in listing["configs"]["method"]
 
 
+def test_a_reader_that_leaves_early_ends_list_quietly(tmp_path, monkeypatch):
+    """``sbir-bench list | head``: the closed pipe ends the command with code 0, not a traceback."""
+
+    class ClosedPipe:
+        def __init__(self, path):
+            self.file = open(path, "w")  # noqa: SIM115 (closed by the test)
+
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return self.file.fileno()
+
+    pipe = ClosedPipe(tmp_path / "stdout")
+    monkeypatch.setattr("sys.stdout", pipe)
+    try:
+        assert main(["list"]) == 0
+    finally:
+        pipe.file.close()
+
+
 def test_unknown_method_is_one_clear_line(capsys):
     assert main(["bench", "method.name=nope", "logger=none"]) == 2
     err = capsys.readouterr().err.strip()
