@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,20 @@ def quiet_run_in(tmp_path, cache_dir) -> list[str]:
 def tiny_overrides(tmp_path, shared_cache):
     """Overrides that point every output of a bench run into tmp_path, on tiny synthetic data."""
     return [*quiet_run_in(tmp_path, shared_cache), *TINY_DATA]
+
+
+@pytest.fixture
+def hashes(monkeypatch) -> list[str]:
+    """The files fully hashed by :func:`sbir_bench.files.sha256_file`, in order (the memo forgotten first)."""
+    from sbir_bench import files
+
+    seen: list[str] = []
+    original = files._full_sha256
+
+    def counting(path):  # noqa: ANN001, ANN202
+        seen.append(Path(path).name)
+        return original(path)
+
+    monkeypatch.setattr(files, "_full_sha256", counting)
+    monkeypatch.setattr(files, "_digests", {})
+    return seen

@@ -2,7 +2,8 @@
 
 It runs the real path (default synthetic data and stand-in pre-training, Trainer, engine, records) on the
 zero-shot split only, with CVAE's registered default configuration (100 epochs). It takes ~14 min on the one
-thread a `make test` worker has (stand-in pre-training ~8 of them), hence `long`: it starts first. Measured on the v2 data (unseen classes with part types no seen class has), seed 0:
+thread a `make test` worker has (stand-in pre-training ~8 of them), hence `long`: it starts first.
+Measured on the v2 data (unseen classes with part types no seen class has), seed 0:
 baseline mAP@200 0.2265, CVAE 0.2937 (chance 0.1871; see leaderboard/).
 """
 

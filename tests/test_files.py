@@ -165,21 +165,6 @@ def test_created_files_and_folders_follow_the_umask(tmp_path, umask, file_mode, 
 
 
 # --- checksums once per process -------------------------------------------------------------------------
-@pytest.fixture
-def hashes(monkeypatch) -> list[str]:
-    """The files fully hashed by :func:`sha256_file`, in order (the memo forgotten first)."""
-    seen: list[str] = []
-    original = files._full_sha256
-
-    def counting(path):  # noqa: ANN001, ANN202
-        seen.append(Path(path).name)
-        return original(path)
-
-    monkeypatch.setattr(files, "_full_sha256", counting)
-    monkeypatch.setattr(files, "_digests", {})
-    return seen
-
-
 def test_an_unchanged_file_is_hashed_once_and_a_changed_one_again(tmp_path, hashes, monkeypatch):
     monkeypatch.setattr(files, "SETTLED_SECONDS", 0.0)
     path = tmp_path / "features.npy"

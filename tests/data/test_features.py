@@ -238,18 +238,10 @@ def test_cpu_accelerator_extracts_on_the_cpu_and_devices_are_cached_apart(catalo
         backbones.compute_device("tpu")
 
 
-def test_a_run_hashes_each_cached_file_once(catalog, tmp_path, monkeypatch):
+def test_a_run_hashes_each_cached_file_once(catalog, tmp_path, monkeypatch, hashes):
     """A run calls the feature cache four times (prepare_data from the runner, fit and test; setup once):
     each cached file is read in full once, not on every call (it was 4 times features.npy, 8 weights.pt)."""
-    hashed: list[str] = []
-    full_hash = files._full_sha256
-
-    def counting(path):  # noqa: ANN001, ANN202
-        hashed.append(Path(path).name)
-        return full_hash(path)
-
-    monkeypatch.setattr(files, "_full_sha256", counting)
-    monkeypatch.setattr(files, "_digests", {})
+    hashed = hashes
     monkeypatch.setattr(files, "SETTLED_SECONDS", 0.0)  # files written in this test count as settled
     spec = BackboneSpec(image_size=SIZE, pretrain_epochs=1, pretrain_batch_size=4)
     for _ in range(4):
