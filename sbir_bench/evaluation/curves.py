@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sbir_bench.evaluation.engine import _label_codes, _label_runs
+from sbir_bench.evaluation.engine import RelevanceIndex, label_runs
 from sbir_bench.evaluation.metrics import average_precision
 from sbir_bench.evaluation.search import PairwiseScorer, relevant_ranks, to_numpy
 
@@ -47,11 +47,8 @@ def ranking_curves(
     recall_levels: int = 11,
 ) -> RankingCurves:
     scorer = PairwiseScorer(query_embeddings, gallery_embeddings, distance)
-    query_codes, gallery_codes = _label_codes(
-        query_labels, gallery_labels, scorer.n_queries, scorer.n_gallery
-    )
-    class_sizes = np.bincount(gallery_codes, minlength=int(query_codes.max(initial=0)) + 1)
-    gallery_by_class = np.split(np.argsort(gallery_codes, kind="stable"), np.cumsum(class_sizes)[:-1])
+    index = RelevanceIndex.of(scorer, query_labels, gallery_labels)
+    query_codes, class_sizes, gallery_by_class = index.query_codes, index.class_sizes, index.gallery_by_class
     levels = np.linspace(0.0, 1.0, recall_levels)
     ap = np.full(scorer.n_queries, np.nan)
     curves = np.full((scorer.n_queries, recall_levels), np.nan)
@@ -59,7 +56,7 @@ def ranking_curves(
     def score(rows: np.ndarray, top: np.ndarray, keys: np.ndarray | None) -> None:
         assert keys is not None
         codes = query_codes[rows]
-        for start, stop, code in _label_runs(codes):
+        for start, stop, code in label_runs(codes):
             n_relevant = class_sizes[code]
             if not n_relevant:
                 continue

@@ -16,6 +16,7 @@ columns (a binary search in each sorted row of exact keys), never the full Q x G
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,12 +53,32 @@ def _label_codes(
     return codes[:n_queries], codes[n_queries:]
 
 
-def _label_runs(codes: np.ndarray) -> Iterable[tuple[int, int, int]]:
+def label_runs(codes: np.ndarray) -> Iterable[tuple[int, int, int]]:
     """(start, stop, code) of each run of equal codes in a sorted code array."""
     starts = np.flatnonzero(np.diff(codes)) + 1
     bounds = np.concatenate(([0], starts, [len(codes)]))
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         yield int(start), int(stop), int(codes[start])
+
+
+@dataclass(frozen=True)
+class RelevanceIndex:
+    """Labels as dense codes shared by queries and gallery, each class's gallery size, and the gallery
+    columns of each class (ascending): what relevance (equal labels) needs, built once per evaluation."""
+
+    query_codes: np.ndarray
+    gallery_codes: np.ndarray
+    class_sizes: np.ndarray
+    gallery_by_class: list[np.ndarray]
+
+    @classmethod
+    def of(cls, scorer: PairwiseScorer, query_labels: Any, gallery_labels: Any) -> RelevanceIndex:
+        query_codes, gallery_codes = _label_codes(
+            query_labels, gallery_labels, scorer.n_queries, scorer.n_gallery
+        )
+        class_sizes = np.bincount(gallery_codes, minlength=int(query_codes.max(initial=0)) + 1)
+        gallery_by_class = np.split(np.argsort(gallery_codes, kind="stable"), np.cumsum(class_sizes)[:-1])
+        return cls(query_codes, gallery_codes, class_sizes, gallery_by_class)
 
 
 def evaluate(
@@ -89,12 +110,14 @@ def evaluate(
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     specs = [parse_metric(name) for name in ((metrics,) if isinstance(metrics, str) else metrics)]
     scorer = PairwiseScorer(query_embeddings, gallery_embeddings, distance)
-    query_codes, gallery_codes = _label_codes(
-        query_labels, gallery_labels, scorer.n_queries, scorer.n_gallery
+    index = RelevanceIndex.of(scorer, query_labels, gallery_labels)
+    query_codes, gallery_codes, class_sizes, gallery_by_class = (
+        index.query_codes,
+        index.gallery_codes,
+        index.class_sizes,
+        index.gallery_by_class,
     )
-    class_sizes = np.bincount(gallery_codes, minlength=int(query_codes.max(initial=0)) + 1)
     n_relevant = class_sizes[query_codes]
-    gallery_by_class = np.split(np.argsort(gallery_codes, kind="stable"), np.cumsum(class_sizes)[:-1])
 
     top_k_specs = [spec for spec in specs if spec.top_k_metric is not None]
     ranks_specs = [spec for spec in specs if spec.ranks_metric is not None]
@@ -111,7 +134,7 @@ def evaluate(
         if ranks_specs:
             assert keys is not None
             per_query = {spec.name: np.full(len(rows), np.nan) for spec in ranks_specs}
-            for start, stop, code in _label_runs(codes):
+            for start, stop, code in label_runs(codes):
                 if class_sizes[code]:
                     ranks = relevant_ranks(keys[start:stop], gallery_by_class[code])
                     for spec in ranks_specs:
