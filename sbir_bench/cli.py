@@ -197,7 +197,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-LISTED_GROUPS = ("method", "data", "trainer", "logger", "experiment", "debug", "callbacks")
+LISTED_GROUPS = ("method", "data", "trainer", "logger", "experiment", "debug", "callbacks", "submit")
+# how each group is chosen, where it is not `GROUP=NAME` on the bench command line
+CHOSEN_WITH = {"submit": "sbir-bench submit --launcher NAME"}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -222,7 +224,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in names:
             print(f"  {name}")
     for group, names in configs.items():
-        print(f"{group}= configs:")
+        print(f"{CHOSEN_WITH.get(group, group + '=')} configs:")
         for name in names:
             print(f"  {name}")
     return 0

@@ -26,6 +26,7 @@ def test_list_json(capsys):
     listing = json.loads(capsys.readouterr().out)
     assert "cvae" in listing["methods"] and "synthetic" in listing["datasets"]
     assert "sketchy_zs" in listing["configs"]["data"] and "cvae_paper" in listing["configs"]["method"]
+    assert {"local", "slurm"} <= set(listing["configs"]["submit"])
 
 
 def test_a_reader_that_leaves_early_ends_list_quietly(tmp_path, monkeypatch):
