@@ -66,9 +66,20 @@ def lock_path(cfg: DictConfig, split: str, seed: int, chash: str) -> Path:
     return folder.parent / f"{folder.name}.lock"
 
 
+def run_identity(cfg: DictConfig, split: str, seed: int, chash: str) -> Identity:
+    """(method, variant, dataset, split, seed, config hash): what a finished record is looked up by."""
+    return (cfg.method.name, cfg.variant, cfg.data.dataset, split, int(seed), chash)
+
+
+def run_name(identity: Identity) -> str:
+    """``method-variant-dataset-split-seedN``: the run's name in logs and the experiment logger."""
+    method, variant, dataset, split, seed, _ = identity
+    return f"{method}-{variant}-{dataset}-{split}-seed{seed}"
+
+
 def plan_run(cfg: DictConfig, split: str, seed: int, chash: str) -> PlannedRun:
     """Decide one (split, seed) of an identified ``cfg`` (:func:`identify`) from the records."""
-    identity = (cfg.method.name, cfg.variant, cfg.data.dataset, split, int(seed), chash)
+    identity = run_identity(cfg, split, seed, chash)
     planned = {"split": split, "seed": int(seed), "identity": identity}
     if cfg.force:
         return PlannedRun(**planned, runs=True, reason="force=true")

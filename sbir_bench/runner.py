@@ -53,7 +53,7 @@ from sbir_bench.loggers import (
     wandb_run_location,
 )
 from sbir_bench.methods.base import RetrievalMethod
-from sbir_bench.plan import PlannedRun, identify, lock_path, plan_run, run_folder
+from sbir_bench.plan import PlannedRun, identify, lock_path, plan_run, run_folder, run_identity, run_name
 from sbir_bench.random_state import RandomStateCheckpoint
 from sbir_bench.registry import method_class
 from sbir_bench.variant import Variant
@@ -283,7 +283,8 @@ def run_one(
     """Train (if the method trains) and evaluate one (split, seed); rank 0 writes the record."""
     L.seed_everything(seed, workers=True)
     method_cls = method_class(cfg.method)
-    name = f"{cfg.method.name}-{cfg.variant}-{cfg.data.dataset}-{split}-seed{seed}"
+    identity = run_identity(cfg, split, seed, chash)
+    name = run_name(identity)
     run_dir = run_folder(cfg, split, seed, chash)
     say(f"run {name} -> {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)  # marks the run as this checkout's (see _ran_in_this_checkout)
@@ -296,7 +297,6 @@ def run_one(
     )
     config = to_container(cfg)
     results_dir = Path(cfg.paths.results_dir) if cfg.to_leaderboard else run_dir / "records"
-    identity = (cfg.method.name, cfg.variant, cfg.data.dataset, split, seed, chash)
     loggers = build_loggers(
         cfg.get("logger"),
         run_dir=run_dir,
@@ -383,7 +383,7 @@ def run_labels(cfg: DictConfig, identity: tuple[Any, ...], datamodule: Retrieval
     method, variant, dataset, split, seed, chash = identity
     previous = find_record(Path(cfg.paths.results_dir), identity, strict=False)
     return RunLabels(
-        name=f"{method}-{variant}-{dataset}-{split}-seed{seed}",
+        name=run_name(identity),
         group=f"{method}/{variant}/{dataset}",
         job_type=datamodule.split_.setting,
         tags=[method, variant, dataset, split, f"seed{seed}", datamodule.split_.setting, f"config-{chash}"],
