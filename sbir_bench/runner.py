@@ -25,7 +25,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from filelock import FileLock, Timeout
+from filelock import BaseFileLock, Timeout
 from lightning.fabric.strategies.launchers import _SubprocessScriptLauncher
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
@@ -35,6 +35,7 @@ from sbir_bench.config import ConfigError, save_run_config, to_container
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.evaluation.curves import ranking_curves
 from sbir_bench.evaluation.search import top_k
+from sbir_bench.files import file_lock
 from sbir_bench.leaderboard.build import rebuild
 from sbir_bench.leaderboard.record import (
     RunRecord,
@@ -141,7 +142,7 @@ def run_lock(path: Path, world: L.Fabric) -> Iterator[None]:
     """Hold the run's lock (on rank 0) for the whole run: another process that starts the same run waits,
     then finds its record and skips it. The other ranks wait with rank 0, in steps short enough for no
     collective call to outlive the process group's timeout."""
-    lock = FileLock(path) if world.global_rank == 0 else None
+    lock = file_lock(path) if world.global_rank == 0 else None
     while not world.strategy.broadcast(_acquired(lock) if lock is not None else None, src=0):
         pass
     try:
@@ -151,8 +152,7 @@ def run_lock(path: Path, world: L.Fabric) -> Iterator[None]:
             lock.release()
 
 
-def _acquired(lock: FileLock) -> bool:
-    Path(lock.lock_file).parent.mkdir(parents=True, exist_ok=True)
+def _acquired(lock: BaseFileLock) -> bool:
     try:
         lock.acquire(timeout=LOCK_WAIT_STEP_SECONDS)
     except Timeout:
