@@ -55,7 +55,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from sbir_bench.runner import bench, say
 
     summary = bench(cfg)
-    if summary.leaderboard is None and cfg.to_leaderboard:  # a non-zero DDP rank: rank 0 reports
+    rebuilds = cfg.to_leaderboard and cfg.rebuild_leaderboard
+    if summary.leaderboard is None and rebuilds:  # a non-zero DDP rank: rank 0 reports
         return 0
     say(f"{len(summary.written)} record(s) written, {len(summary.skipped)} run(s) already finished")
     for path in summary.written:
@@ -64,6 +65,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         say(f"  logger: {where}" + ("  (offline: `wandb sync` it to upload)" if "wandb" in where else ""))
     if not cfg.to_leaderboard:
         say("debug run: its record stays in the run folder; the leaderboard is not rebuilt")
+        return 0
+    if not cfg.rebuild_leaderboard:
+        say("rebuild_leaderboard=false: the leaderboard is not rebuilt (make leaderboard rebuilds it)")
         return 0
     leaderboard_dir = Path(cfg.paths.leaderboard_dir)
     say(f"leaderboard: {leaderboard_dir / 'leaderboard.csv'}, {leaderboard_dir / 'leaderboard.md'}")
