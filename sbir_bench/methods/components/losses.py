@@ -3,6 +3,9 @@
 Released code (``trainCVAE_pre.py``): the per-sample reconstruction error is a *mean* over feature
 dimensions, the KL a *sum* over latent dimensions, the regulariser Keras' ``mean_squared_error`` (a mean
 over dimensions); Keras then averages every per-sample loss over the batch.
+
+The same paper's direct-regression baseline regresses features onto class side vectors
+(``semantic_regression_loss``, ``semantic_cosine_loss``; the paper names no loss: our reading).
 """
 
 from __future__ import annotations
