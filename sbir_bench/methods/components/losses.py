@@ -3,6 +3,9 @@
 Released code (``trainCVAE_pre.py``): the per-sample reconstruction error is a *mean* over feature
 dimensions, the KL a *sum* over latent dimensions, the regulariser Keras' ``mean_squared_error`` (a mean
 over dimensions); Keras then averages every per-sample loss over the batch.
+
+The same paper's direct-regression baseline regresses features onto class side vectors
+(``semantic_regression_loss``, ``semantic_cosine_loss``; the paper names no loss: our reading).
 """
 
 from __future__ import annotations
@@ -39,9 +42,23 @@ def cvae_total_loss(
     return reconstruction + kl_weight * kl + regulariser_weight * regression
 
 
+def semantic_regression_loss(predicted: Tensor, target: Tensor) -> Tensor:
+    """Direct regression to side information: ``mean_b [ (1/a) Σ_j (f(x)_bj − s_y(b),j)² ]``, the squared
+    error between a feature's regressed vector and its class's side vector, averaged over dims and batch."""
+    return F.mse_loss(predicted, target, reduction="mean")
+
+
+def semantic_cosine_loss(predicted: Tensor, target: Tensor) -> Tensor:
+    """``mean_b [ 1 − cos(f(x)_b, s_y(b)) ]``: the regression's direction-only alternative (retrieval ranks
+    by cosine)."""
+    return (1.0 - F.cosine_similarity(predicted, target, dim=-1)).mean()
+
+
 __all__ = [
     "cvae_reconstruction_loss",
     "cvae_total_loss",
     "kl_divergence_standard_normal",
+    "semantic_cosine_loss",
+    "semantic_regression_loss",
     "sketch_regression_loss",
 ]
