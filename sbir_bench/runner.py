@@ -58,6 +58,7 @@ from sbir_bench.methods.base import RetrievalMethod
 from sbir_bench.plan import PlannedRun, identify, lock_path, plan_run, run_folder, run_identity, run_name
 from sbir_bench.random_state import RandomStateCheckpoint
 from sbir_bench.registry import method_class
+from sbir_bench.strategies import ClosedFormDDPStrategy, has_trainable_parameters
 from sbir_bench.variant import Variant
 from sbir_bench.viz import retrieval_grid
 
@@ -237,11 +238,14 @@ def build_callbacks(
 
 
 def build_trainer(
-    cfg: DictConfig, *, run_dir: Path, logger: Any, needs_training: bool
+    cfg: DictConfig, *, run_dir: Path, logger: Any, needs_training: bool, trainable: bool = True
 ) -> tuple[L.Trainer, ModelCheckpoint | None]:
     """``L.Trainer`` from ``cfg.trainer`` (options left at null: Lightning's defaults), the callbacks and
-    the logger(s) (a list, one or none)."""
+    the logger(s) (a list, one or none). A method without ``trainable`` parameters (a closed-form fit)
+    runs ``strategy: ddp`` as :class:`~sbir_bench.strategies.ClosedFormDDPStrategy` (DDP cannot wrap it)."""
     options = {key: value for key, value in to_container(cfg.trainer).items() if value is not None}
+    if not trainable and options.get("strategy") == "ddp":
+        options["strategy"] = ClosedFormDDPStrategy()
     max_epochs = options.pop("max_epochs", None) or cfg.method.max_epochs
     callbacks, checkpoint = build_callbacks(
         cfg, run_dir=run_dir, needs_training=needs_training, has_logger=bool(logger)
@@ -307,7 +311,11 @@ def run_one(
     )
     logged_to = wandb_run_location(loggers) if rank_zero_only.rank == 0 else None
     trainer, checkpoint = build_trainer(
-        cfg, run_dir=run_dir, logger=loggers, needs_training=method.needs_training
+        cfg,
+        run_dir=run_dir,
+        logger=loggers,
+        needs_training=method.needs_training,
+        trainable=has_trainable_parameters(method),
     )
     started, train_seconds, eval_seconds = time.perf_counter(), 0.0, 0.0
     record = RunRecord(

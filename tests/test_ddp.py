@@ -25,8 +25,9 @@ def _records(results: Path) -> dict[str, dict]:
 
 
 @pytest.mark.ddp
-def test_two_gloo_processes_match_one_process(tiny_overrides, tmp_path):
-    overrides = ["method=baseline", "data=synthetic_zs", *tiny_overrides]
+@pytest.mark.parametrize("method", ["baseline", "eszsl"])  # untrained; fitted in closed form on gathered data
+def test_two_gloo_processes_match_one_process(method, tiny_overrides, tmp_path):
+    overrides = [f"method={method}", "data=synthetic_zs", *tiny_overrides]
     bench(compose(overrides))
     one = _records(tmp_path / "results")["zeroshot"]
 
