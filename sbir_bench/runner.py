@@ -376,6 +376,8 @@ def run_one(
     record.metrics = {k: float(v) for k, v in metrics.items() if not k.startswith("n_")}
     _finish_record(record, trainer, train_seconds, eval_seconds, best_checkpoint=best, run_dir=run_dir)
     record.extra["wandb_run"] = logged_to
+    if method.fitted_values():
+        record.extra["fitted"] = method.fitted_values()
     # timed here, after the test, on the test embeddings: the leaderboard's efficiency block
     record.extra[EFFICIENCY_KEY] = measure(
         method.last_embeddings, distance=method.distance, metrics=list(cfg.evaluation.metrics)

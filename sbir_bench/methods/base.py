@@ -156,6 +156,11 @@ class RetrievalMethod(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._score("test")
 
+    def fitted_values(self) -> dict[str, float]:
+        """Values the method chose while training (e.g. regularisers picked on validation data); the run's
+        record keeps them under ``extra["fitted"]``. None by default."""
+        return {}
+
     # --- training guards ---------------------------------------------------------------------------------
     @property
     def method_name(self) -> str:

@@ -121,6 +121,10 @@ class ClosedFormZSL(RetrievalMethod):
         """The regularisers of the current maps (0 before the fit: every regulariser is > 0)."""
         return {name: float(v) for name, v in zip(self.regulariser_names, self.regularisers, strict=True)}
 
+    def fitted_values(self) -> dict[str, float]:
+        """The chosen regularisers and their held-out score (``val_map@200``; -1: fixed, not searched)."""
+        return {**self.chosen_regularisers, f"val_{VALIDATION_METRIC}": float(self.validation_score)}
+
     def _prepare(self, features: Tensor) -> Tensor:
         features = features.to(torch.float64)
         return F.normalize(features, dim=1) if self.hparams.normalise_features else features

@@ -31,3 +31,7 @@ def test_one_step_and_one_evaluation_then_the_same_numbers_again(method, tiny_ov
     assert [r.status for r in records] == ["ok", "ok"], records[0].error or records[-1].error
     assert records[0].metrics == records[1].metrics, "the same seed gives identical metrics on CPU"
     assert all(math.isfinite(records[0].metrics[m]) for m in ("map@200", "p@200"))
+    fitted = records[0].extra.get("fitted", {})  # values chosen in training (e.g. regularisers) are kept
+    assert fitted == records[1].extra.get("fitted", {}) and all(math.isfinite(v) for v in fitted.values())
+    if method in ("eszsl", "sae"):
+        assert set(fitted) == ({"gamma", "lam"} if method == "eszsl" else {"lam"}) | {"val_map@200"}
