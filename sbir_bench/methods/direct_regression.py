@@ -96,13 +96,12 @@ class DirectRegression(RetrievalMethod):
             "photo": loss_fn(self.photo_regressor(self._prepare(batch["photo"])), target),
         }
         loss = terms["sketch"] + terms["photo"]
-        if not torch.isfinite(loss):
-            values = ", ".join(f"{name}={value.item():.4g}" for name, value in terms.items())
-            raise FloatingPointError(
-                f"DirectRegression training loss ({self.hparams.loss}) is {loss.item()} at epoch "
-                f"{self.current_epoch}, step {self.global_step} ({values}): lower the learning rate "
-                f"(lr={self.hparams.lr}) or check the input features for NaN/inf or huge values"
-            )
+        self.check_loss(
+            loss,
+            terms,
+            hint=f"lower the learning rate (lr={self.hparams.lr}) or check the input features for NaN/inf "
+            "or huge values",
+        )
         batch_size = batch["sketch"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=batch_size)

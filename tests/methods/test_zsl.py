@@ -262,5 +262,8 @@ def test_direct_regression_loss_is_the_named_loss_and_non_finite_fails_clearly()
     )
     assert torch.allclose(model.training_step(batch, 0), expected)
     batch["sketch"][0, 0] = float("nan")
-    with pytest.raises(FloatingPointError, match=r"DirectRegression.*epoch 0, step 0.*sketch=nan"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"^direct_regression: the training loss is nan at epoch 0, step 0.*sketch=nan",
+    ):
         model.training_step(batch, 0)
