@@ -84,7 +84,12 @@ class Registry(Generic[T]):
 METHOD_ENTRY_POINTS = "sbir_bench.methods"
 METHODS: Registry[Any] = Registry(
     "method",
-    modules=("sbir_bench.methods.baseline", "sbir_bench.methods.cvae"),
+    modules=(
+        "sbir_bench.methods.baseline",
+        "sbir_bench.methods.cvae",
+        "sbir_bench.methods.siamese",
+        "sbir_bench.methods.triplet",
+    ),
     entry_point_group=METHOD_ENTRY_POINTS,
 )
 DATASETS: Registry[Any] = Registry(
