@@ -13,9 +13,9 @@ Choices of this suite (the paper gives none of them):
 - pairs: every training item of a ``"class_triplets"`` batch gives one positive pair (sketch, a random
   photo of its class, y = 1) and one negative pair (sketch, a photo of another class, y = [negative label
   == label] = 0): balanced positive and negative pairs, the loss averaged over the 2B pairs;
-- the branch: ``hidden`` Linear-ReLU-BN layers then a linear ``embedding_dim`` layer, Glorot-initialised;
-  Adam; sizes, margin m, Q, learning rate and epochs tuned on validation mAP@200 of the embedded default
-  (``configs/method/siamese{1,2}.yaml``);
+- the branch: ``hidden`` Linear-ReLU layers (BatchNorm optional, off: see ``shared_branch.py``) then a
+  linear ``embedding_dim`` layer, Glorot-initialised; Adam; sizes, margin m, Q, learning rate and epochs
+  tuned on validation mAP@200 of the embedded default (``configs/method/siamese{1,2}.yaml``);
 - Q: the 2005 paper's Q is the upper bound of the energy (a reimplementation on 4096-d VGG features used
   Q = 500). Here the energy is the distance between learned embeddings, whose scale Q itself sets: a
   negative pair's force 5.54·exp(−2.77·d/Q) fades past d ≈ Q/2.77 and a positive pair's is 4d/Q, so the
@@ -84,8 +84,8 @@ class Siamese1(_SiameseMethod):
         *,
         hidden: Sequence[int] = (512,),
         embedding_dim: int = 128,
-        batch_norm: bool = True,
-        margin: float = 1.0,
+        batch_norm: bool = False,
+        margin: float = 5.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         eval_metrics: Sequence[str] = DEFAULT_METRICS,
@@ -121,7 +121,7 @@ class Siamese2(_SiameseMethod):
         *,
         hidden: Sequence[int] = (512,),
         embedding_dim: int = 128,
-        batch_norm: bool = True,
+        batch_norm: bool = False,
         q: float = 10.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,

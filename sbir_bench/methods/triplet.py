@@ -13,10 +13,11 @@ anchor sketch s, a positive photo p⁺ and a negative photo p⁻; the loss is
   training photo, which may share the sketch's class.
 
 Choices of this suite (the papers' networks are end-to-end CNNs; the table's baselines are trained on VGG
-features with no published head): ``hidden`` Linear-ReLU-BN layers then a linear ``embedding_dim`` layer,
-Glorot-initialised, one branch shared by sketches and photos (Sangkloy et al. also train unshared
-branches); Adam; margin, sizes, learning rate and epochs tuned on validation mAP@200 of the embedded
-default; the checkpoint tested is the epoch of best validation mAP@200 (the suite's rule).
+features with no published head): ``hidden`` Linear-ReLU layers (BatchNorm optional, off: see
+``shared_branch.py``) then a linear ``embedding_dim`` layer, Glorot-initialised, one branch shared by
+sketches and photos (Sangkloy et al. also train unshared branches); Adam; margin, sizes, learning rate and
+epochs tuned on validation mAP@200 of the embedded default; the checkpoint tested is the epoch of best
+validation mAP@200 (the suite's rule).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class TripletCoarse(SharedBranchMethod):
         *,
         hidden: Sequence[int] = (512,),
         embedding_dim: int = 128,
-        batch_norm: bool = True,
+        batch_norm: bool = False,
         margin: float = 1.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,

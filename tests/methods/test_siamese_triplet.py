@@ -62,7 +62,7 @@ def test_registered_with_sampling_and_distance(name):
 def test_default_sizes_and_shared_branch(name):
     model = METHODS.create(name, data=info(512)).eval()
     layers = " ".join(type(m).__name__ for m in model.branch)
-    assert layers == "Linear ReLU BatchNorm1d Linear"
+    assert layers == "Linear ReLU Linear"  # BatchNorm off by default (see shared_branch.py)
     x = torch.rand(5, 512)
     query, gallery = model.embed_query(x), model.embed_gallery(x)
     assert query.shape == gallery.shape == (5, model.hparams.embedding_dim)
@@ -70,11 +70,11 @@ def test_default_sizes_and_shared_branch(name):
 
 
 def test_paper_sizes_from_a_deeper_branch():
-    model = Siamese2(info(4096), hidden=(2048, 1024), embedding_dim=256, q=500.0).eval()
+    model = Siamese2(info(4096), hidden=(2048, 1024), embedding_dim=512, batch_norm=True, q=500.0).eval()
     assert " ".join(type(m).__name__ for m in model.branch) == (
         "Linear ReLU BatchNorm1d Linear ReLU BatchNorm1d Linear"
     )
-    assert model.embed_query(torch.rand(2, 4096)).shape == (2, 256)
+    assert model.embed_query(torch.rand(2, 4096)).shape == (2, 512)
 
 
 def test_bad_arguments_fail_clearly():
@@ -110,7 +110,7 @@ def test_siamese_pairs_are_one_positive_and_one_negative_per_item():
     assert torch.allclose(distance[6:], expected)
     with torch.no_grad():
         loss, _ = model.loss_terms(batch)
-    assert loss.item() == pytest.approx(contrastive_loss(distance, same, margin=1.0).item(), rel=1e-6)
+    assert loss.item() == pytest.approx(contrastive_loss(distance, same, margin=5.0).item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(NAMES))

@@ -12,7 +12,7 @@ from sbir_bench.methods.components.mlp import dense_relu_stack, glorot_init_
 
 
 def embedding_branch(
-    in_features: int, hidden: Sequence[int], embedding_dim: int, *, batch_norm: bool = True
+    in_features: int, hidden: Sequence[int], embedding_dim: int, *, batch_norm: bool = False
 ) -> nn.Sequential:
     """``(Linear → ReLU [→ BN]) × len(hidden) → Linear(embedding_dim)``, Glorot-initialised.
 
