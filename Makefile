@@ -13,17 +13,22 @@ DEVICES ?=
 NODES ?=
 LOGGER ?= wandb
 ARGS ?=
+METHODS ?=
 TEST_WORKERS ?= 2
 WANDB ?=
 
 BENCH_OVERRIDES := method=$(METHOD) data=$(DATA) seeds=[$(SEEDS)] trainer=$(TRAINER) logger=$(LOGGER) \
 	$(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES)) $(ARGS)
 
-.PHONY: help setup bench leaderboard test test-all test-ddp lint benchmark clean distclean
+# bench-all: recursive (=) so that its own SEEDS default below applies
+BENCH_ALL_OVERRIDES = data=$(DATA) seeds=[$(SEEDS)] trainer=$(TRAINER) logger=$(LOGGER) \
+	$(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES)) $(ARGS)
+
+.PHONY: help setup bench bench-all leaderboard test test-all test-ddp lint benchmark clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
-	@echo "  variables: METHOD=$(METHOD) DATA=$(DATA) SEEDS=$(SEEDS) TRAINER=$(TRAINER) DEVICES= NODES= LOGGER=$(LOGGER) ARGS='extra hydra overrides' WANDB=1 (leaderboard: log it to W&B)"
+	@echo "  variables: METHOD=$(METHOD) METHODS= (bench-all: a,b) DATA=$(DATA) SEEDS=$(SEEDS) (bench-all: 0,1,2) TRAINER=$(TRAINER) DEVICES= NODES= LOGGER=$(LOGGER) ARGS='extra hydra overrides' WANDB=1 (leaderboard: log it to W&B)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +41,10 @@ setup: $(STAMP) ## create .venv and install sbir_bench with its dev tools
 
 bench: $(STAMP) ## train + evaluate METHOD on DATA for SEEDS, then rebuild the leaderboard
 	$(BIN)/sbir-bench bench $(BENCH_OVERRIDES)
+
+bench-all: SEEDS = 0,1,2
+bench-all: $(STAMP) ## every registered method (METHODS=a,b: those) x DATA's settings x SEEDS (0,1,2), one process per run
+	$(BIN)/sbir-bench bench-all $(if $(METHODS),--methods $(METHODS)) $(BENCH_ALL_OVERRIDES)
 
 leaderboard: $(STAMP) ## rebuild leaderboard/leaderboard.{csv,md} from leaderboard/results alone (WANDB=1: log it to W&B)
 	$(BIN)/sbir-bench leaderboard $(if $(WANDB),--wandb)

@@ -1,4 +1,4 @@
-"""The ``sbir-bench`` command: bench | submit | evaluate | embed | leaderboard | list | data (summary|check).
+"""The ``sbir-bench`` command: bench | bench-all | submit | evaluate | embed | leaderboard | list | data.
 
 A thin layer: it parses arguments, calls the package, and turns the suite's own errors into one clear
 line on stderr (exit code 2) instead of a traceback (set SBIR_DEBUG=1 for the traceback).
@@ -55,7 +55,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from sbir_bench.runner import bench, say
 
     summary = bench(cfg)
-    if summary.leaderboard is None and cfg.to_leaderboard:  # a non-zero DDP rank: rank 0 reports
+    rebuilds = cfg.to_leaderboard and cfg.rebuild_leaderboard
+    if summary.leaderboard is None and rebuilds:  # a non-zero DDP rank: rank 0 reports
         return 0
     say(f"{len(summary.written)} record(s) written, {len(summary.skipped)} run(s) already finished")
     for path in summary.written:
@@ -64,6 +65,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         say(f"  logger: {where}" + ("  (offline: `wandb sync` it to upload)" if "wandb" in where else ""))
     if not cfg.to_leaderboard:
         say("debug run: its record stays in the run folder; the leaderboard is not rebuilt")
+        return 0
+    if not cfg.rebuild_leaderboard:
+        say("rebuild_leaderboard=false: the leaderboard is not rebuilt (make leaderboard rebuilds it)")
         return 0
     leaderboard_dir = Path(cfg.paths.leaderboard_dir)
     say(f"leaderboard: {leaderboard_dir / 'leaderboard.csv'}, {leaderboard_dir / 'leaderboard.md'}")
@@ -95,6 +99,13 @@ def print_plan(cfg: Any) -> int:
     todo = sum(run.runs for run in plan.runs)
     print(f"{todo} to run, {len(plan.runs) - todo} to skip")
     return 0
+
+
+def cmd_bench_all(args: argparse.Namespace) -> int:
+    from sbir_bench.bench_all import bench_all
+
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()] if args.methods else None
+    return bench_all(methods, args.overrides, dry_run=args.dry_run)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -364,6 +375,22 @@ def parser() -> argparse.ArgumentParser:
         help="print the config hash, the variant and what each (split, seed) would do (run or skip) and why",
     )
     bench.set_defaults(func=cmd_bench)
+
+    every = sub.add_parser(
+        "bench-all",
+        help="every registered method x the dataset's splits x the seeds, one process per run (a failure "
+        "stops nothing else); finished runs skipped; the leaderboard rebuilt once at the end",
+    )
+    every.add_argument(
+        "overrides",
+        nargs="*",
+        help="Hydra overrides for every run, e.g. data=synthetic seeds=[0,1,2] trainer=cpu (no method=)",
+    )
+    every.add_argument(
+        "--methods", help="comma-separated method names (configs/method/NAME.yaml); default: every registered"
+    )
+    every.add_argument("--dry-run", action="store_true", help="list every run and whether it runs or skips")
+    every.set_defaults(func=cmd_bench_all)
 
     sub_jobs = sub.add_parser(
         "submit",

@@ -28,6 +28,7 @@ NON_IDENTITY_KEYS = (
     "force",
     "resume",
     "to_leaderboard",  # false for debug runs, which never reach the leaderboard
+    "rebuild_leaderboard",  # false in the runs of sbir-bench bench-all, which rebuilds it once at the end
     "logger",
     # display-only callbacks; early stopping changes what a run computes and stays in. The best checkpoint's
     # monitor and mode follow evaluation.monitor (the runner refuses others)

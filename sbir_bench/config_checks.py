@@ -165,18 +165,24 @@ def _target_problems(where: str, node: DictConfig) -> list[str]:
 
 def object_problems(cfg: DictConfig) -> list[str]:
     """Problems of what ``cfg`` names: ``_target_`` nodes, the method, the dataset (imports them)."""
-    from sbir_bench.registry import DATASETS, METHODS, UnknownNameError
+    from sbir_bench.registry import DATASETS, UnknownNameError, method_class
 
     problems = []
     for where, node in _instantiable(cfg, ""):
-        problems += _target_problems(where, node)
-    for registry, dotted in ((METHODS, "method.name"), (DATASETS, "data.dataset")):
-        name = OmegaConf.select(cfg, dotted)
-        if name is not None:
-            try:
-                registry.get(str(name))
-            except UnknownNameError as error:
-                problems.append(f"{dotted}: {error}")
+        if where != "method":  # the method node is not built from its keys: method_class() below
+            problems += _target_problems(where, node)
+    method = cfg.get("method")
+    if isinstance(method, DictConfig) and (method.get("_target_") or method.get("name") is not None):
+        try:
+            method_class(method)  # its _target_ (no registration needed) or its registered name
+        except UnknownNameError as error:
+            problems.append(f"method{'._target_' if method.get('_target_') else '.name'}: {error}")
+    name = OmegaConf.select(cfg, "data.dataset")
+    if name is not None:
+        try:
+            DATASETS.get(str(name))
+        except UnknownNameError as error:
+            problems.append(f"data.dataset: {error}")
     return problems
 
 

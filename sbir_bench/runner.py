@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 
 from sbir_bench.config import ConfigError, save_run_config, to_container
 from sbir_bench.data.modules import RetrievalDataModule
+from sbir_bench.efficiency import EFFICIENCY_KEY, measure
 from sbir_bench.evaluation.curves import ranking_curves
 from sbir_bench.evaluation.search import top_k
 from sbir_bench.files import file_lock
@@ -112,7 +113,7 @@ def bench(cfg: DictConfig) -> BenchSummary:
                 summary.written.append(path)
             if logged_to:
                 summary.logged_to.append(logged_to)
-    if rank_zero_only.rank == 0 and cfg.to_leaderboard:
+    if rank_zero_only.rank == 0 and cfg.to_leaderboard and cfg.rebuild_leaderboard:
         summary.leaderboard, summary.changed_rows = rebuild(
             Path(cfg.paths.results_dir), Path(cfg.paths.leaderboard_dir)
         )
@@ -367,6 +368,10 @@ def run_one(
     record.metrics = {k: float(v) for k, v in metrics.items() if not k.startswith("n_")}
     _finish_record(record, trainer, train_seconds, eval_seconds, best_checkpoint=best, run_dir=run_dir)
     record.extra["wandb_run"] = logged_to
+    # timed here, after the test, on the test embeddings: the leaderboard's efficiency block
+    record.extra[EFFICIENCY_KEY] = measure(
+        method.last_embeddings, distance=method.distance, metrics=list(cfg.evaluation.metrics)
+    )
     path = write_record(record, results_dir)
     say(f"record {path}" + ("" if cfg.to_leaderboard else " (debug run: not for the leaderboard)"))
     if loggers:

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from sbir_bench.config import CONFIG_DIR_ENV, compose, config_dir
+from sbir_bench.config_checks import object_problems
 from sbir_bench.methods.baseline import Baseline
 from sbir_bench.registry import METHOD_ENTRY_POINTS, METHODS, UnknownNameError, method_class
 from sbir_bench.runner import bench
@@ -78,6 +79,7 @@ def test_a_target_method_config_in_a_lab_config_folder_runs(tmp_path, shared_cac
     monkeypatch.setenv(CONFIG_DIR_ENV, str(configs))
     cfg = compose(["method=lab", "data=synthetic_zs", *quiet_run_in(tmp_path, shared_cache), *TINY_DATA])
     assert method_class(cfg.method) is LabMethod
+    assert object_problems(cfg) == [], "the command line's checks accept it: no registration needed"
     (path,) = bench(cfg).written
     assert path.parent.name == "lab_method"  # records, run folders and rows carry the config's name
     # or from the command line, on any method config

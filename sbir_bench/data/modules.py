@@ -10,8 +10,12 @@ Batches:
   photo (the photo of the same instance) when the catalog's ``pairing`` is ``"instance"`` (Sketchy,
   QMUL, synthetic), and a training item of the sketch's class drawn afresh every epoch when it is
   ``"class"`` (TU-Berlin has no pairs; in SHREC the partner is a shape, still under the key ``photo``).
-- training, ``"triplets"``: ``{"sketch", "positive", "negative", "label"}``: positive = the partner as
-  above, negative = a training photo (shape) of another class drawn afresh every epoch (coarse-grained).
+- training, triplets: ``{"sketch", "positive", "negative", "label", "positive_label", "negative_label"}``,
+  the positive and the negative drawn afresh every epoch, as :data:`TRIPLET_RULES` names them:
+  ``"triplets"``: positive = the partner as above, negative = a training photo (shape) of another class;
+  ``"class_triplets"``: positive = a training photo of the sketch's class (any instance), negative as in
+  ``"triplets"`` (coarse-grained, Sangkloy et al. 2016); ``"fine_triplets"``: positive = the partner,
+  negative = any other training photo, of the same class or not (fine-grained).
 - validation / test: two loaders, queries (0) then gallery (1), batches ``{"input", "label", "index"}``
   where ``index`` is the position in that query or gallery list (0..N-1), so the evaluation engine can
   drop the duplicates a DistributedSampler pads with.
@@ -50,7 +54,15 @@ from sbir_bench.registry import DATASETS
 __all__ = ["INPUTS", "TRAIN_SAMPLINGS", "RetrievalDataModule"]
 
 INPUTS = ("features", "images")
-TRAIN_SAMPLINGS = ("pairs", "triplets", "none")
+# triplet kinds -> (positive, negative): "partner" = the sketch's own photo (or, under class pairing, a photo
+# of its class), "class" = a photo of its class, "other_class" = a photo of another class, "other" = any
+# photo but the positive
+TRIPLET_RULES = {
+    "triplets": ("partner", "other_class"),
+    "class_triplets": ("class", "other_class"),
+    "fine_triplets": ("partner", "other"),
+}
+TRAIN_SAMPLINGS = ("pairs", *TRIPLET_RULES, "none")
 EVAL_PARTS = ("val", "test")
 
 
@@ -116,7 +128,19 @@ class _PairDataset(Dataset):
 
 
 class _TripletDataset(_PairDataset):
-    """A training sketch with the positive and the negative :class:`_EpochDraws` drew for it."""
+    """A training sketch with the positive and the negative :class:`_EpochDraws` drew for it;
+    ``record_labels`` gives the class of every catalog record (the partners' labels)."""
+
+    def __init__(
+        self,
+        sketches: np.ndarray,
+        own: np.ndarray | None,
+        labels: np.ndarray,
+        inputs: _Inputs,
+        record_labels: np.ndarray,
+    ) -> None:
+        super().__init__(sketches, own, labels, inputs)
+        self.record_labels = record_labels
 
     def __getitem__(self, item: tuple[int, int, int]) -> dict[str, Any]:  # type: ignore[override]
         position, positive, negative = item
@@ -125,6 +149,8 @@ class _TripletDataset(_PairDataset):
             "positive": self.inputs(positive),
             "negative": self.inputs(negative),
             "label": int(self.labels[position]),
+            "positive_label": int(self.record_labels[positive]),
+            "negative_label": int(self.record_labels[negative]),
         }
 
 
@@ -132,9 +158,10 @@ class _EpochDraws(Sampler):
     """Each epoch: a seeded permutation of the training sketches, each with the partners drawn for it.
 
     The positive is the sketch's own photo when ``own`` is given (instance pairing), else a training
-    partner of the sketch's class drawn uniformly (class pairing: TU-Berlin, SHREC); with ``negatives``
-    a training partner of another class, drawn uniformly, follows (triplets). Items are ``(position,
-    positive)`` or ``(position, positive, negative)``, partners as record indices.
+    partner of the sketch's class drawn uniformly (class pairing: TU-Berlin, SHREC; or class-level
+    positives). ``negative`` adds a third item drawn uniformly: ``"other_class"`` a training partner of
+    another class, ``"other"`` any training partner but the positive. Items are ``(position, positive)`` or
+    ``(position, positive, negative)``, partners as record indices.
 
     The generator is the DataModule's seeded training generator, so epoch ``e`` of a rerun with the same
     seed draws the same items. Under DDP, Lightning wraps it in a ``DistributedSamplerWrapper``; every
@@ -149,7 +176,7 @@ class _EpochDraws(Sampler):
         generator: torch.Generator,
         *,
         own: np.ndarray | None,
-        negatives: bool,
+        negative: str | None = None,
     ) -> None:
         order = np.argsort(partner_labels, kind="stable")
         self.partners_by_label = torch.as_tensor(partners[order])
@@ -158,10 +185,16 @@ class _EpochDraws(Sampler):
         self.class_count = (
             torch.as_tensor(np.searchsorted(sorted_labels, sketch_labels, side="right")) - self.class_start
         )
-        if negatives and bool((self.class_count == len(partners)).any()):
+        if negative not in (None, "other_class", "other"):
+            raise ValueError(f"unknown negative rule {negative!r}; expected 'other_class' or 'other'")
+        if negative == "other_class" and bool((self.class_count == len(partners)).any()):
             raise DatasetError("triplets need training photos of at least two classes")
-        self.own = None if own is None else torch.tensor(own)  # a copy: pandas hands out read-only arrays
-        self.negatives = negatives
+        if negative == "other" and len(partners) < 2:
+            raise DatasetError("triplets need at least two training photos")
+        # positions in partners_by_label of each sketch's own partner (a copy: pandas arrays are read-only)
+        position_of = pd.Series(np.arange(len(partners)), index=partners[order])
+        self.own = None if own is None else torch.tensor(position_of[own].to_numpy(dtype=np.int64))
+        self.negative = negative
         self.generator = generator
 
     def __len__(self) -> int:
@@ -175,16 +208,16 @@ class _EpochDraws(Sampler):
         order = torch.randperm(len(self), generator=self.generator)
         start, count = self.class_start[order], self.class_count[order]
         columns = [order]
-        if self.negatives:
+        if self.negative == "other_class":  # drawn before the positive: the order of draws is kept
             draw = self._uniform(len(self.partners_by_label) - count)
-            draw = draw + count * (draw >= start)  # skip the sketch's own class, a contiguous block
-            negative = self.partners_by_label[draw]
-        if self.own is None:
-            columns.append(self.partners_by_label[start + self._uniform(count)])
-        else:
-            columns.append(self.own[order])
-        if self.negatives:
-            columns.append(negative)
+            negative = draw + count * (draw >= start)  # skip the sketch's own class, a contiguous block
+        positive = start + self._uniform(count) if self.own is None else self.own[order]
+        if self.negative == "other":
+            draw = self._uniform(torch.full_like(count, len(self.partners_by_label) - 1))
+            negative = draw + (draw >= positive).long()  # skip the positive
+        columns.append(self.partners_by_label[positive])
+        if self.negative is not None:
+            columns.append(self.partners_by_label[negative])
         yield from zip(*(column.tolist() for column in columns), strict=True)
 
 
@@ -401,9 +434,13 @@ class RetrievalDataModule(L.LightningDataModule):
         sketches, own, labels, partners = self._training_sets()
         inputs = self._inputs(train=True)
         drop_last = len(sketches) % self.batch_size == 1 < len(sketches)  # BatchNorm cannot train on one item
-        triplets = self.train_sampling == "triplets"
-        dataset = (_TripletDataset if triplets else _PairDataset)(sketches, own, labels, inputs)
-        if own is not None and not triplets:  # fixed pairs: a plain shuffle
+        positive, negative = TRIPLET_RULES.get(self.train_sampling, ("partner", None))
+        if negative is None:
+            dataset: Dataset = _PairDataset(sketches, own, labels, inputs)
+        else:
+            record_labels = self.catalog.records["label"].to_numpy()
+            dataset = _TripletDataset(sketches, own, labels, inputs, record_labels)
+        if own is not None and negative is None:  # fixed pairs: a plain shuffle
             return self._loader(
                 dataset, self.batch_size, shuffle=True, generator=self._train_generator, drop_last=drop_last
             )
@@ -412,8 +449,8 @@ class RetrievalDataModule(L.LightningDataModule):
             partners.index.to_numpy(),
             partners["label"].to_numpy(),
             self._train_generator,
-            own=own,
-            negatives=triplets,
+            own=None if positive == "class" else own,
+            negative=negative,
         )
         return self._loader(
             dataset, self.batch_size, sampler=sampler, generator=self._train_generator, drop_last=drop_last

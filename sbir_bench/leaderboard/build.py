@@ -8,7 +8,10 @@ n = 1) and n. When a setting was run on more than one split of a dataset (e.g. S
 numbers of different splits are never averaged together. Each dataset block ends with its ``(chance)`` and
 ``(ceiling)`` rows (:mod:`sbir_bench.leaderboard.references`), never sorted among the methods. ``paper_*``
 columns quote the papers' own numbers (``paper_results.csv``; their mAP is ``map@200_yelamarthi``) on
-Sketchy rows only, beside, never mixed with, the suite's. Column meanings: leaderboard/README.md.
+Sketchy rows only, beside, never mixed with, the suite's. ``failed`` counts the row configuration's runs
+that failed (:mod:`sbir_bench.leaderboard.select`); the efficiency columns (``emb_bytes``,
+``*_query_s_per_1k``, ``*_train_s``, ``hardware``: :mod:`sbir_bench.efficiency`) are means over seeds of what
+each run measured. Column meanings: leaderboard/README.md.
 """
 
 from __future__ import annotations
@@ -27,10 +30,19 @@ from typing import Any
 
 import pandas as pd
 
+from sbir_bench.efficiency import EFFICIENCY_KEY, EMBEDDING_BYTES, QUERY_SECONDS_PER_1K, hardware_description
 from sbir_bench.files import atomic_write_text
 from sbir_bench.leaderboard import references
 from sbir_bench.leaderboard.record import RunRecord, scan_records
-from sbir_bench.leaderboard.select import TABLED_SETTINGS, Row, Selection, SetAside, select
+from sbir_bench.leaderboard.select import (
+    TABLED_SETTINGS,
+    Row,
+    Selection,
+    SetAside,
+    last_error_line,
+    relative_file,
+    select,
+)
 
 SETTING_PREFIX = dict(zip(TABLED_SETTINGS, ("trad", "zs", "gzs"), strict=True))  # traditional, zeroshot, gzs
 HEADLINE_METRICS = ("p@200", "map@200")  # mean, sem and n for each setting
@@ -45,6 +57,12 @@ PAPER_COLUMNS = (
     "paper_zs_map@200_yelamarthi",
 )
 PAPER_FILE_COLUMNS = ("method", "paper_label", *PAPER_COLUMNS, "source")
+# measured by each run (sbir_bench/efficiency.py): means over the seeds, per setting where they depend on it
+EFFICIENCY_COLUMNS = (
+    "emb_bytes",
+    *(f"{prefix}_query_s_per_1k" for prefix in SETTING_PREFIX.values()),
+    *(f"{prefix}_train_s" for prefix in SETTING_PREFIX.values()),
+)
 COLUMNS: tuple[str, ...] = (
     *KEY_COLUMNS,
     "config_hash",
@@ -58,9 +76,12 @@ COLUMNS: tuple[str, ...] = (
     ),
     *(f"{prefix}_{metric}" for prefix in SETTING_PREFIX.values() for metric in OTHER_METRICS),
     *PAPER_COLUMNS,
+    "failed",
+    *EFFICIENCY_COLUMNS,
+    "hardware",
 )
-TEXT_COLUMNS = (*KEY_COLUMNS, "config_hash")
-COUNT_COLUMNS = tuple(f"{prefix}_n" for prefix in SETTING_PREFIX.values())
+TEXT_COLUMNS = (*KEY_COLUMNS, "config_hash", "hardware")
+COUNT_COLUMNS = (*(f"{prefix}_n" for prefix in SETTING_PREFIX.values()), "failed")
 FLOAT_FORMAT = "%.4f"
 PAPER_DECIMALS = 3  # the papers print three decimals
 REFERENCE_METHODS = tuple(references.ROW_METHOD.values())
@@ -87,15 +108,36 @@ def load_paper_results() -> pd.DataFrame:
     return paper
 
 
+def _efficiency(record: RunRecord, key: str) -> float | None:
+    """One measurement of a record (None for records written before it was measured)."""
+    value = (record.extra.get(EFFICIENCY_KEY) or {}).get(key)
+    return None if value is None else float(value)
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    """The mean of the values that exist, NaN when none does."""
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else math.nan
+
+
 def _summarise(prefix: str, records: Sequence[RunRecord]) -> dict[str, Any]:
-    """Mean, standard error of the mean (sample std / sqrt(n), NaN for n = 1) and n over seeds."""
+    """Mean, standard error of the mean (sample std / sqrt(n), NaN for n = 1) and n over seeds; the mean
+    query and training times."""
     row: dict[str, Any] = {f"{prefix}_n": len(records)}
     for metric in (*HEADLINE_METRICS, *OTHER_METRICS):
         values = pd.Series([r.metrics[metric] for r in records if metric in r.metrics], dtype=float)
         row[f"{prefix}_{metric}"] = values.mean() if len(values) else math.nan
         if metric in HEADLINE_METRICS:
             row[f"{prefix}_{metric}_sem"] = values.sem(ddof=1) if len(values) > 1 else math.nan
+    row[f"{prefix}_query_s_per_1k"] = _mean([_efficiency(r, QUERY_SECONDS_PER_1K) for r in records])
+    row[f"{prefix}_train_s"] = _mean([r.train_seconds for r in records])
     return row
+
+
+def _hardware(records: Sequence[RunRecord]) -> str:
+    """The distinct hardware the records were measured on, sorted, joined with ``; ``
+    (:func:`sbir_bench.efficiency.hardware_description`)."""
+    return "; ".join(sorted({hardware_description(r.hardware, r.extra.get("accelerator")) for r in records}))
 
 
 def _split_combinations(row: Row) -> list[tuple[str, ...]]:
@@ -111,10 +153,15 @@ def _method_rows(row: Row, paper_by_method: dict[str, dict[str, float]]) -> list
             zip(KEY_COLUMNS, (row.method, row.variant, row.dataset, *splits), strict=True)
         )
         entry["config_hash"] = row.config_hash
+        records: list[RunRecord] = []
         for (setting, prefix), split in zip(SETTING_PREFIX.items(), splits, strict=True):
+            records.extend(row.runs.get(setting, {}).get(split, ()))
             entry.update(_summarise(prefix, row.runs.get(setting, {}).get(split, ())))
         paper_values = paper_by_method.get(row.method, {}) if is_sketchy(row.dataset) else {}
         entry.update({column: paper_values.get(column, math.nan) for column in PAPER_COLUMNS})
+        entry["failed"] = len(row.failed)
+        entry["emb_bytes"] = _mean([_efficiency(r, EMBEDDING_BYTES) for r in records])
+        entry["hardware"] = _hardware(records)
         rows.append(entry)
     return rows
 
@@ -141,7 +188,8 @@ def _reference_rows(rows: Sequence[Row], found: references.References) -> list[d
                     entry[f"{prefix}_{metric}_sem"] = math.nan
                 for metric in (*HEADLINE_METRICS, *OTHER_METRICS):
                     entry[f"{prefix}_{metric}"] = values.get(metric, math.nan)
-            entry.update({column: math.nan for column in PAPER_COLUMNS})
+            entry.update({column: math.nan for column in (*PAPER_COLUMNS, *EFFICIENCY_COLUMNS)})
+            entry.update({"failed": 0, "hardware": ""})
             if any(
                 (kind, dataset, setting, split) in found.values
                 for setting, split in zip(SETTING_PREFIX, splits, strict=True)
@@ -217,6 +265,12 @@ table and `sbir_bench/evaluation/metrics.py`.
 - **paper** columns (Sketchy rows only) quote the numbers printed by Yelamarthi et al. (ECCV'18), Sketchy,
   104/21 zero-shot split. Their mAP is the `map@200_yelamarthi` convention: compare it with the
   mAP@200 (Y) columns, not with mAP@200.
+- **failed**: runs (split, seed) of the row's configuration that failed and have no finished rerun; they
+  never count in the numbers and are listed under the dataset's table with their error's last line.
+- **Efficiency** (measured by each run, means over seeds): **emb bytes**: bytes per gallery item's embedding
+  (Hamming codes: one bit per dimension); **query s/1k**: seconds the evaluation engine takes to search the
+  test gallery for and score 1,000 test queries (embedding them excluded); **train s**: wall seconds of
+  training (0: untrained). Times depend on the hardware named under each table.
 """
 
 _METRIC_TITLES = {
@@ -234,6 +288,7 @@ _MARKDOWN_COLUMNS = (
     ("variant", "variant"),
     *((f"{prefix} split", f"{prefix}_split") for prefix in SETTING_PREFIX.values()),
     ("config", "config_hash"),
+    ("failed", "failed"),
     *(
         (f"{prefix} {_METRIC_TITLES[metric]}", f"{prefix}_{metric}")
         for prefix in SETTING_PREFIX.values()
@@ -251,6 +306,15 @@ _MARKDOWN_PAPER_COLUMNS = (
     ("paper trad mAP@200 (Y)", "paper_trad_map@200_yelamarthi"),
     ("paper zs mAP@200 (Y)", "paper_zs_map@200_yelamarthi"),
 )
+_EFFICIENCY_MARKDOWN_COLUMNS = (
+    ("method", "method"),
+    ("variant", "variant"),
+    *((f"{prefix} split", f"{prefix}_split") for prefix in SETTING_PREFIX.values()),
+    ("emb bytes", "emb_bytes"),
+    *((f"{prefix} query s/1k", f"{prefix}_query_s_per_1k") for prefix in SETTING_PREFIX.values()),
+    *((f"{prefix} train s", f"{prefix}_train_s") for prefix in SETTING_PREFIX.values()),
+)
+_EFFICIENCY_FORMATS = {"emb_bytes": "{:g}", "query_s_per_1k": "{:.4f}", "train_s": "{:.1f}"}
 _ALWAYS_SHOWN = ("method", "variant")
 
 
@@ -258,8 +322,13 @@ def _markdown_cell(row: pd.Series, column: str) -> str:
     value = row[column]
     if isinstance(value, str):
         return value or "–"
+    if column == "failed":
+        return str(int(value)) if value else "–"
     if pd.isna(value):
         return "–"
+    for suffix, form in _EFFICIENCY_FORMATS.items():
+        if column.endswith(suffix):
+            return form.format(float(value))
     if column.startswith("paper_"):
         return f"{value:.{PAPER_DECIMALS}f}"
     text = FLOAT_FORMAT % float(value)
@@ -271,38 +340,79 @@ def _markdown_cell(row: pd.Series, column: str) -> str:
     return text
 
 
-def format_markdown(table: pd.DataFrame) -> str:
-    """A readable Markdown page: the header explaining every metric, then one table per dataset (its
-    method rows, then its chance and ceiling rows), without the columns that are empty in that table."""
+def _markdown_table(rows: pd.DataFrame, candidates: Sequence[tuple[str, str]]) -> list[str]:
+    """The lines of a Markdown table of ``rows``, without the candidate columns empty in every row."""
+    cells = {column: [_markdown_cell(row, column) for _, row in rows.iterrows()] for _, column in candidates}
+    columns = [
+        (title, column)
+        for title, column in candidates
+        if column in _ALWAYS_SHOWN or any(cell != "–" for cell in cells[column])
+    ]
+    lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for index in range(len(rows)):
+        lines.append("| " + " | ".join(cells[column][index] for _, column in columns) + " |")
+    return lines
+
+
+def _efficiency_block(rows: pd.DataFrame) -> list[str]:
+    """The dataset's efficiency table (method rows with a measurement) and the hardware it was measured on."""
+    measured = rows[~rows["method"].isin(REFERENCE_METHODS)]
+    measured = measured[measured[list(EFFICIENCY_COLUMNS)].notna().any(axis=1)]
+    if measured.empty:
+        return []
+    hardware = sorted({part for text in measured["hardware"] for part in text.split("; ") if part})
+    return [
+        "\n### Efficiency\n",
+        *_markdown_table(measured, _EFFICIENCY_MARKDOWN_COLUMNS),
+        "",
+        "Measured on: " + "; ".join(hardware) + ".",
+    ]
+
+
+def _failure_lines(failures: Sequence[RunRecord]) -> list[str]:
+    """The dataset's failed runs, one line each: the run, its error's last line and its record file."""
+    if not failures:
+        return []
+    lines = [f"\n### Failed runs ({len(failures)})\n"]
+    for record in sorted(failures, key=lambda r: (r.method, r.variant, r.split, r.seed, r.run_id)):
+        message = last_error_line(record).replace("`", "'")  # the file follows in backticks
+        lines.append(
+            f"- {record.method}/{record.variant} {record.split} seed {record.seed}: {message} "
+            f"(`{relative_file(record)}`)"
+        )
+    return lines
+
+
+def format_markdown(table: pd.DataFrame, failures: Sequence[RunRecord] = ()) -> str:
+    """A readable Markdown page: the header explaining every metric, then per dataset its table (its
+    method rows, then its chance and ceiling rows; without the columns that are empty in it), its
+    efficiency table with the hardware it was measured on, and its failed runs (``failures``: the
+    ``failed`` records of the selection's rows)."""
     parts = [_MARKDOWN_HEADER]
     if table.empty:
         parts.append("\nNo results yet.\n")
     for dataset, rows in table.groupby("dataset", sort=True):
         candidates = _MARKDOWN_COLUMNS + (_MARKDOWN_PAPER_COLUMNS if is_sketchy(str(dataset)) else ())
-        cells = {
-            column: [_markdown_cell(row, column) for _, row in rows.iterrows()] for _, column in candidates
-        }
-        columns = [
-            (title, column)
-            for title, column in candidates
-            if column in _ALWAYS_SHOWN or any(cell != "–" for cell in cells[column])
-        ]
-        lines = [
-            f"\n## {dataset}\n",
-            "| " + " | ".join(title for title, _ in columns) + " |",
-            "|" + "---|" * len(columns),
-        ]
-        for index in range(len(rows)):
-            lines.append("| " + " | ".join(cells[column][index] for _, column in columns) + " |")
+        lines = [f"\n## {dataset}\n", *_markdown_table(rows, candidates)]
+        lines += _efficiency_block(rows)
+        lines += _failure_lines([record for record in failures if record.dataset == dataset])
         parts.append("\n".join(lines) + "\n")
     return "".join(parts)
 
 
-def write_leaderboard(table: pd.DataFrame, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``leaderboard.csv`` and ``leaderboard.md`` into ``out_dir``, each atomically (os.replace)."""
+def failed_runs(selection: Selection) -> list[RunRecord]:
+    """Every row's failed runs (:attr:`~sbir_bench.leaderboard.select.Row.failed`)."""
+    return [record for row in selection.rows for record in row.failed]
+
+
+def write_leaderboard(
+    table: pd.DataFrame, out_dir: str | os.PathLike[str], failures: Sequence[RunRecord] = ()
+) -> tuple[Path, Path]:
+    """Write ``leaderboard.csv`` and ``leaderboard.md`` (listing ``failures``) into ``out_dir``, each
+    atomically (os.replace)."""
     out = Path(out_dir)
     csv_path = atomic_write_text(out / CSV_NAME, format_csv(table))
-    markdown_path = atomic_write_text(out / MARKDOWN_NAME, format_markdown(table))
+    markdown_path = atomic_write_text(out / MARKDOWN_NAME, format_markdown(table, failures))
     return csv_path, markdown_path
 
 
@@ -366,7 +476,7 @@ def rebuild_leaderboard(
     table = table_of(selection, load_paper_results())
     previous = Path(out_dir) / CSV_NAME
     changes = changed_rows(previous.read_text(encoding="utf-8") if previous.is_file() else "", table)
-    write_leaderboard(table, out_dir)
+    write_leaderboard(table, out_dir, failed_runs(selection))
     return Rebuilt(table, changes, selection, references.collect(selection.rows).notes, tuple(unread))
 
 

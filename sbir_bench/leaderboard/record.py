@@ -211,9 +211,33 @@ def environment_info() -> tuple[str, dict[str, str], dict[str, Any]]:
         "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpu_count,
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "torch_threads": _torch_threads(),
         "cuda_devices": _cuda_devices(),
     }
     return _git_commit(), versions, hardware
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``), or ``"unknown"``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _torch_threads() -> int | None:
+    """The threads torch's CPU operations use in this process (``torch.get_num_threads()``)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
 
 
 def _cuda_devices() -> list[str]:

@@ -6,6 +6,11 @@ Within it each (setting, split, seed) counts once: its latest record. Every othe
 with its reason: failed, fine-grained (not tabled here), other config (its label does not match its
 configuration), superseded (an older configuration of the variant) or duplicate seed; unreadable and
 outdated files are set aside by the caller (:func:`sbir_bench.leaderboard.record.scan_records`).
+
+Failed runs never count in the numbers, yet a row shows them: its ``failed`` records are the latest error
+record of each (setting, split, seed) of its configuration that has no ``ok`` record (a later successful
+rerun clears it). A configuration whose runs all failed gets a row of its own, without numbers (the hash
+of its latest error record).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class Row:
     dataset: str
     config_hash: str
     runs: dict[str, dict[str, tuple[RunRecord, ...]]]
+    failed: tuple[RunRecord, ...] = ()  # by (setting, split, seed): runs of this configuration without result
 
     @property
     def records(self) -> list[RunRecord]:
@@ -74,9 +80,26 @@ def label_problem(record: RunRecord, registered_labels: set[str]) -> str | None:
     return None
 
 
+def last_error_line(record: RunRecord) -> str:
+    """The last non-empty line of a failed record's error (a traceback's exception line)."""
+    return next((line.strip() for line in reversed(record.error.strip().splitlines()) if line.strip()), "")
+
+
 def _failure(record: RunRecord) -> str:
-    last_line = next((line for line in reversed(record.error.strip().splitlines()) if line.strip()), "")
-    return f"failed (status error): {last_line.strip()}"
+    return f"failed (status error): {last_error_line(record)}"
+
+
+def _slot(record: RunRecord) -> tuple[str, str, int]:
+    return (record.setting, record.split, record.seed)
+
+
+def _failed_runs(failures: list[RunRecord], config_hash: str, done: set[tuple[str, str, int]]) -> tuple:
+    """The latest failure of each slot of ``config_hash`` that has no ok record (``done``), by slot."""
+    latest: dict[tuple[str, str, int], RunRecord] = {}
+    for record in sorted(failures, key=lambda r: r.recency):
+        if record.config_hash == config_hash and _slot(record) not in done:
+            latest[_slot(record)] = record
+    return tuple(record for _, record in sorted(latest.items()))
 
 
 def select(records: Iterable[RunRecord], set_aside: Iterable[SetAside] = ()) -> Selection:
@@ -85,12 +108,14 @@ def select(records: Iterable[RunRecord], set_aside: Iterable[SetAside] = ()) -> 
     aside = list(set_aside)
     registered_labels = {r.registered_variant for r in records}
     candidates: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
+    failures: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
     for record in records:
         reason = None
         if record.setting not in TABLED_SETTINGS:
             reason = f"{record.setting} setting: kept, not tabled on the category-level leaderboard"
         elif record.status != "ok":
             reason = _failure(record)
+            failures[(record.method, record.variant, record.dataset)].append(record)
         else:
             reason = label_problem(record, registered_labels)
         if reason is not None:
@@ -121,7 +146,14 @@ def select(records: Iterable[RunRecord], set_aside: Iterable[SetAside] = ()) -> 
         for (setting, split, _), record in sorted(latest.items()):
             runs[setting][split].append(record)
         frozen = {s: {split: tuple(g) for split, g in by_split.items()} for s, by_split in runs.items()}
-        rows.append(Row(method, variant, dataset, newest.config_hash, frozen))
+        failed = _failed_runs(failures[(method, variant, dataset)], newest.config_hash, set(latest))
+        rows.append(Row(method, variant, dataset, newest.config_hash, frozen, failed))
+    for (method, variant, dataset), group in sorted(failures.items()):
+        if (method, variant, dataset) not in candidates:  # no ok run at all: a row of failures only
+            newest_hash = max(group, key=lambda r: r.recency).config_hash
+            failed = _failed_runs(group, newest_hash, set())
+            rows.append(Row(method, variant, dataset, newest_hash, {}, failed))
+    rows.sort(key=lambda row: (row.method, row.variant, row.dataset))
     return Selection(tuple(rows), tuple(sorted(aside, key=lambda item: (item.file, item.reason))))
 
 
@@ -131,6 +163,7 @@ def describe(selection: Selection) -> list[str]:
     for row in selection.rows:
         lines.append(f"row {row.method}/{row.variant} on {row.dataset} (config {row.config_hash}) uses:")
         lines.extend(f"  {relative_file(record)}" for record in row.records)
+        lines.extend(f"  failed: {relative_file(record)}" for record in row.failed)
     if selection.set_aside:
         lines.append(f"set aside ({len(selection.set_aside)}):")
         lines.extend(f"  {item.file}: {item.reason}" for item in selection.set_aside)

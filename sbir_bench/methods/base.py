@@ -156,6 +156,26 @@ class RetrievalMethod(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._score("test")
 
+    # --- training guards ---------------------------------------------------------------------------------
+    @property
+    def method_name(self) -> str:
+        """The registered name of this method (its class name when it is not registered)."""
+        names = [name for name in METHODS.names() if METHODS.get(name) is type(self)]
+        return names[0] if names else type(self).__name__
+
+    def check_loss(self, loss: Tensor, terms: Mapping[str, Tensor], hint: str = "") -> None:
+        """Stop on a NaN/inf training loss, naming the method, epoch, step and every term's value (the run
+        then fails: its record says so and no metric is written). ``hint`` tells the user what to try."""
+        if torch.isfinite(loss).all():
+            return
+        values = ", ".join(f"{name}={float(value):.4g}" for name, value in terms.items())
+        bad = [name for name, value in terms.items() if not torch.isfinite(value).all()]
+        raise FloatingPointError(
+            f"{self.method_name}: the training loss is {float(loss)} at epoch {self.current_epoch}, step "
+            f"{self.global_step} (non-finite terms: {', '.join(bad) or 'none, their sum overflowed'}; "
+            f"{values}){': ' + hint if hint else ''}"
+        )
+
     def configure_optimizers(self) -> Any:  # untrained methods have nothing to optimise
         return None
 
@@ -165,5 +185,4 @@ class RetrievalMethod(L.LightningModule):
         with ``save_hyperparameters(ignore=["data"])``) and the registered name of the method.
         Subclasses overriding this hook call ``super().on_save_checkpoint(checkpoint)``."""
         checkpoint.setdefault(self.CHECKPOINT_HYPER_PARAMS_KEY, {})["data"] = data_hparams(self.data_info)
-        names = [name for name in METHODS.names() if METHODS.get(name) is type(self)]
-        checkpoint[METHOD_KEY] = names[0] if names else None
+        checkpoint[METHOD_KEY] = self.method_name if self.method_name in METHODS else None

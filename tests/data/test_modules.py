@@ -82,22 +82,59 @@ def test_pairs_hold_each_training_sketch_with_its_own_photo(module_dir):
     np.testing.assert_array_equal(first["photo"].numpy(), features[first["photo_index"].numpy()])
 
 
-def test_triplets_take_the_own_photo_and_a_photo_of_another_class(module_dir):
-    module = make(module_dir, "zeroshot", train_sampling="triplets")
+TRIPLET_KEYS = {"sketch", "positive", "negative", "label", "positive_label", "negative_label"}
+
+
+def _triplets_of(module, epochs=3):
+    """Every served triplet as catalog rows ``(sketch, positive, negative)``, checking the batch layout."""
     records, train = module.catalog.records, module.split_.train
     features = np.asarray(module._features)
     row_of = {features[i].tobytes(): i for i in range(len(features))}
-    for _ in range(2):  # two epochs: negatives are redrawn, the rules hold in each
+    served = []
+    for _ in range(epochs):  # negatives (and class-level positives) are redrawn, the rules hold in each
         for batch in module.train_dataloader():
-            assert {*batch} == {"sketch", "positive", "negative", "label"}
+            assert {*batch} == TRIPLET_KEYS
             assert batch["negative"].shape[1:] == (512,) and batch["label"].dtype == torch.int64
-            for sketch, positive, negative, label in zip(
-                *(batch[k].numpy() for k in ("sketch", "positive", "negative", "label")), strict=True
+            for sketch, positive, negative, label, positive_label, negative_label in zip(
+                *(
+                    batch[k].numpy()
+                    for k in ("sketch", "positive", "negative", "label", "positive_label", "negative_label")
+                ),
+                strict=True,
             ):
                 s, p, n = row_of[sketch.tobytes()], row_of[positive.tobytes()], row_of[negative.tobytes()]
-                assert records["domain"][s] == "sketch" and records["instance"][s] == records["instance"][p]
-                assert records["domain"][n] == "photo" and n in train and records["label"][n] != label
-                assert records["label"][s] == records["label"][p] == label
+                assert records["domain"][s] == "sketch" and records["label"][s] == label
+                assert records["domain"][p] == records["domain"][n] == "photo" and {p, n} <= {*train}
+                assert (records["label"][p], records["label"][n]) == (positive_label, negative_label)
+                served.append((s, p, n))
+    return records, served
+
+
+def test_triplets_take_the_own_photo_and_a_photo_of_another_class(module_dir):
+    records, served = _triplets_of(make(module_dir, "zeroshot", train_sampling="triplets"))
+    for s, p, n in served:
+        assert records["instance"][s] == records["instance"][p]
+        assert records["label"][s] == records["label"][p] != records["label"][n]
+
+
+def test_class_triplets_take_any_photo_of_the_class_and_a_photo_of_another_class(module_dir):
+    """Coarse-grained triplets (Sangkloy et al. 2016): the positive is a photo of the sketch's class, not
+    necessarily its own, drawn afresh every epoch."""
+    records, served = _triplets_of(make(module_dir, "zeroshot", train_sampling="class_triplets"))
+    for s, p, n in served:
+        assert records["label"][s] == records["label"][p] != records["label"][n]
+    other_instance = np.mean([records["instance"][s] != records["instance"][p] for s, p, _ in served])
+    assert 0.2 < other_instance < 0.8  # 2 training photos per class: about half the draws
+
+
+def test_fine_triplets_take_the_own_photo_and_any_other_photo(module_dir):
+    """Fine-grained triplets: the positive is the sketch's own photo; the negative any other training photo,
+    of the sketch's class or not."""
+    records, served = _triplets_of(make(module_dir, "zeroshot", train_sampling="fine_triplets"))
+    for s, p, n in served:
+        assert records["instance"][s] == records["instance"][p] and n != p
+    same_class = np.mean([records["label"][n] == records["label"][s] for s, _, n in served])
+    assert 0 < same_class < 0.5  # one other photo of the class among the 5 others of 3 seen classes
 
 
 def test_class_pairing_draws_a_same_class_training_photo_afresh_every_epoch(module_dir):

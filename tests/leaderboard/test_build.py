@@ -67,12 +67,26 @@ def run(index: int, method: str, dataset: str, split: str, seed: int, metrics: d
 
 
 CUSTOM = {"variant": "custom-abcdef0123", "config_hash": "abcdef0123"}
+CPU = {"cpu_model": "Example CPU @ 2.00GHz", "torch_threads": 1, "cuda_devices": []}
+
+
+def measured(emb_bytes: float, query_s_per_1k: float, train_seconds: float, **hardware) -> dict:
+    """The efficiency measurements of a run (extra, train_seconds) and the hardware it ran on."""
+    return {
+        "extra": {
+            "efficiency": {"embedding_bytes": emb_bytes, "query_seconds_per_1k": query_s_per_1k},
+            "accelerator": "CUDAAccelerator" if hardware.get("cuda_devices") else "CPUAccelerator",
+        },
+        "train_seconds": train_seconds,
+        "hardware": {**CPU, **hardware},
+    }
 
 
 def golden_records() -> list[RunRecord]:
     """Two datasets, methods, variants and seeds; a rerun, a failed run, a method without paper row; gzs,
     chance/ceiling values and the interpolated metrics on synthetic; a custom variant, a superseded
-    configuration and a mislabelled record."""
+    configuration and a mislabelled record; efficiency measurements on two machines (older records
+    without them) and a method whose only run failed."""
     trad_refs, zs_refs, gzs_refs = (0.05, 0.9), (0.17, 0.32), (0.03, 0.32)
     return [
         # sketchy: cvae, 3 zero-shot seeds and 2 traditional ones
@@ -96,6 +110,7 @@ def golden_records() -> list[RunRecord]:
             "zeroshot",
             0,
             with_references(scores(0.50, 0.60, 0.40, 0.55, 0.30), *zs_refs),
+            **measured(256, 0.0125, 60.0),
         ),
         run(
             10,
@@ -104,6 +119,7 @@ def golden_records() -> list[RunRecord]:
             "zeroshot",
             1,
             with_references(scores(0.52, 0.61, 0.42, 0.57, 0.31), *zs_refs),
+            **measured(256, 0.0175, 70.0),
         ),
         run(
             11,
@@ -112,6 +128,7 @@ def golden_records() -> list[RunRecord]:
             "traditional",
             0,
             with_references(scores(0.90, 0.95, 0.85, 0.92, 0.80), *trad_refs),
+            **measured(256, 0.05, 30.0, cuda_devices=["Example GPU"]),
         ),
         run(
             12,
@@ -132,6 +149,7 @@ def golden_records() -> list[RunRecord]:
             "zeroshot",
             0,
             with_references(scores(0.25, 0.70, 0.10, 0.30, 0.15), *zs_refs),
+            **measured(2048, 0.25, 0.0),
         ),
         run(
             14,
@@ -190,6 +208,17 @@ def golden_records() -> list[RunRecord]:
             scores(0.01, 0.01, 0.01, 0.01, 0.01),
             config_hash="fedcba9876",
         ),
+        # a method whose only run failed: a row without numbers, its failure listed
+        run(
+            19,
+            "dsh",
+            "synthetic",
+            "zeroshot",
+            0,
+            {},
+            status="error",
+            error="Traceback (most recent call last):\n  ...\nValueError: codes | of `dsh` are not binary\n",
+        ),
     ]
 
 
@@ -226,6 +255,7 @@ def test_golden_row_order_and_hand_checked_values():
         ("synthetic", "baseline", "default"),  # 0.70
         ("synthetic", "cvae", "paper"),  # 0.65
         ("synthetic", "cvae", "default"),  # 0.605
+        ("synthetic", "dsh", "default"),  # no ok run: no numbers, last among the methods
         ("synthetic", "(chance)", ""),  # below every method although the custom row's numbers are higher
         ("synthetic", "(ceiling)", ""),
     ]
@@ -241,6 +271,15 @@ def test_golden_row_order_and_hand_checked_values():
     assert synthetic.loc["default", "gzs_map@200_voc"] == pytest.approx(0.33)
     assert synthetic.loc["default", "gzs_p@200_minr"] == pytest.approx(0.31)
     assert math.isnan(synthetic.loc["default", "zs_map@all_voc"]), "a metric no record has: empty"
+    # efficiency: zero-shot seeds 0.0125 and 0.0175 s per 1k queries -> 0.015; 60 and 70 s of training -> 65
+    assert synthetic.loc["default", "zs_query_s_per_1k"] == pytest.approx(0.015)
+    assert synthetic.loc["default", "zs_train_s"] == pytest.approx(65.0)
+    assert synthetic.loc["default", "emb_bytes"] == 256 and synthetic.loc["default", "failed"] == 0
+    assert math.isnan(synthetic.loc["paper", "emb_bytes"]), "a record written before it was measured: empty"
+    assert synthetic.loc["default", "hardware"].count("; ") == 2, "three machines: two CPU-only, one GPU"
+    assert table.iloc[1]["failed"] == 1, "sketchy cvae: its failed seed 3 is counted"
+    dsh = table[table["method"] == "dsh"].iloc[0]
+    assert dsh["failed"] == 1 and dsh["zs_n"] == 0 and math.isnan(dsh["zs_map@200"])
     baseline = table[(table["method"] == "baseline") & (table["dataset"] == "synthetic")].iloc[0]
     assert baseline["zs_n"] == 1 and baseline["zs_p@200"] == pytest.approx(0.25), "0.99 is superseded"
     chance = table[table["method"] == "(chance)"].iloc[0]
@@ -293,11 +332,18 @@ def test_older_configurations_of_a_variant_are_superseded(make_record):
     assert aside.reason.startswith("superseded: config oldoldold0") and "newnewnew0" in aside.reason
 
 
-def test_error_records_never_count(make_record):
+def test_error_records_never_count_yet_show_as_failed(make_record):
     ok = make_record()
     failed = make_record(seed=1, status="error", metrics={}, error="boom", run_id="z")
-    assert build_table([ok, failed]).iloc[0]["zs_n"] == 1
-    assert build_table([failed]).empty
+    row = build_table([ok, failed]).iloc[0]
+    assert row["zs_n"] == 1 and row["failed"] == 1
+    alone = build_table([failed])  # no ok run at all: a row of its own, without numbers
+    assert len(alone) == 1 and alone.iloc[0]["failed"] == 1 and alone.iloc[0]["zs_n"] == 0
+    assert math.isnan(alone.iloc[0]["zs_map@200"])
+    rerun = make_record(seed=1, run_id="zz", created_at="2025-02-01T00:00:00+00:00")
+    assert build_table([ok, failed, rerun]).iloc[0]["failed"] == 0, "a finished rerun clears the failure"
+    other_config = make_record(seed=1, status="error", metrics={}, error="boom", config_hash="ffffffffff")
+    assert build_table([ok, other_config]).iloc[0]["failed"] == 0, "failures of other configs: not this row's"
     empty = build_table([])
     assert empty.empty and list(empty.columns) == list(COLUMNS)
 

@@ -217,8 +217,9 @@ def test_training_step_assembles_the_loss_from_the_sub_networks_and_the_noise():
 def test_nan_loss_raises_a_clear_error():
     model = small_cvae()
     batch = {"sketch": torch.full((4, 32), float("nan")), "photo": torch.rand(4, 32), "label": torch.zeros(4)}
-    with pytest.raises(FloatingPointError, match="learning rate .* input features"):
+    with pytest.raises(FloatingPointError, match="learning rate .* input features") as raised:
         model.training_step(batch, 0)
+    assert str(raised.value).startswith("cvae: the training loss is nan at epoch 0, step 0 (non-finite terms")
 
 
 class PairDataset(Dataset):
