@@ -89,6 +89,8 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.cvae",
         "sbir_bench.methods.closed_form_zsl",
         "sbir_bench.methods.direct_regression",
+        "sbir_bench.methods.siamese",
+        "sbir_bench.methods.triplet",
     ),
     entry_point_group=METHOD_ENTRY_POINTS,
 )
