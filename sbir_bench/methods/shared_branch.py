@@ -67,17 +67,16 @@ class SharedBranchMethod(RetrievalMethod):
         missing = [key for key in TRIPLET_KEYS if key not in batch]
         if missing:
             raise KeyError(
-                f"{type(self).__name__} trains on {self.train_sampling!r} batches with keys {TRIPLET_KEYS}; "
+                f"{self.method_name} trains on {self.train_sampling!r} batches with keys {TRIPLET_KEYS}; "
                 f"this batch lacks {missing}"
             )
         loss, diagnostics = self.loss_terms(batch)
-        if not torch.isfinite(loss):
-            values = ", ".join(f"{name}={value.item():.4g}" for name, value in diagnostics.items())
-            raise FloatingPointError(
-                f"{type(self).__name__} {self.loss_name} is {loss.item()} at epoch {self.current_epoch}, "
-                f"step {self.global_step} ({values}): lower the learning rate (lr={self.hparams.lr}) or check"
-                f" the input features for NaN/inf or huge values"
-            )
+        self.check_loss(
+            loss,
+            {self.loss_name: loss, **diagnostics},
+            hint=f"lower the learning rate (lr={self.hparams.lr}) or check the input features for NaN/inf "
+            "or huge values",
+        )
         batch_size = batch["sketch"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log_dict({f"train/{name}": value for name, value in diagnostics.items()}, batch_size=batch_size)
