@@ -84,7 +84,7 @@ class Registry(Generic[T]):
 METHOD_ENTRY_POINTS = "sbir_bench.methods"
 METHODS: Registry[Any] = Registry(
     "method",
-    modules=("sbir_bench.methods.baseline", "sbir_bench.methods.cvae"),
+    modules=("sbir_bench.methods.baseline", "sbir_bench.methods.cvae", "sbir_bench.methods.caae"),
     entry_point_group=METHOD_ENTRY_POINTS,
 )
 DATASETS: Registry[Any] = Registry(
