@@ -133,7 +133,9 @@ class CAAE(CVAE):
 
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         values = {**terms, "discriminator": d_loss}
-        self.log_dict({f"train/{name}": value.detach() for name, value in values.items()}, batch_size=batch_size)
+        self.log_dict(
+            {f"train/{name}": value.detach() for name, value in values.items()}, batch_size=batch_size
+        )
         return loss.detach()
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

@@ -122,7 +122,9 @@ class CVAE(RetrievalMethod):
         super().__init__(data, eval_metrics=eval_metrics)
         self.save_hyperparameters(ignore=["data"])
         if self.data_info.feature_dim is None:
-            raise ValueError(f"{type(self).__name__} works on cached backbone features, but DataInfo.feature_dim is None")
+            raise ValueError(
+                f"{type(self).__name__} works on cached backbone features, but DataInfo.feature_dim is None"
+            )
         if not encoder_hidden:
             raise ValueError(f"{type(self).__name__} needs at least one encoder hidden layer")
         if num_test_samples < 1 or not 0 <= kmeans_clusters <= num_test_samples:
