@@ -25,7 +25,7 @@ Choices of this reconstruction (the paper states none of them):
   (1) a discriminator step on prior codes against the detached encoder codes, (2) one autoencoder step on
   ``L`` above, judged by the updated discriminator. Makhzani et al. alternate a reconstruction phase and a
   regularisation phase (discriminator, then generator); folding the generator half into the reconstruction
-  step keeps the adversarial term where the CVAE has its KL term and halves the cost;
+  step keeps the adversarial term where the CVAE has its KL term and saves a third pass per batch;
 - the discriminator always sees a batch of half prior, half encoder codes (the same prior draws in both
   steps), so its BatchNorm statistics are those of the same mixture in both steps;
 - everything else as the CVAE, with its departures from the released CVAE code (module docstring there).
