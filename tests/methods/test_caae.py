@@ -17,6 +17,7 @@ from sbir_bench.methods.caae import CAAE
 from sbir_bench.methods.components.adversarial import discriminator_loss, generator_loss
 from sbir_bench.methods.cvae import CVAE
 from sbir_bench.registry import METHODS
+from tests.methods.test_cvae import Apply, one_thread  # noqa: F401 (a fixture)
 
 SMALL = dict(encoder_hidden=(32, 16), latent_dim=8, decoder_hidden=(32,), regressor_hidden=(16,))
 DIM = 16
@@ -51,12 +52,7 @@ def trainer(**kwargs) -> L.Trainer:
     return L.Trainer(**{**options, **kwargs})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: one intra-op thread is fastest
 
 
 # --- loss terms, by hand ----------------------------------------------------------------------------------
@@ -136,15 +132,6 @@ def test_configure_optimizers_returns_both_groups():
 
 
 # --- the training step ------------------------------------------------------------------------------------
-class Apply(nn.Module):
-    def __init__(self, function) -> None:
-        super().__init__()
-        self.function = function
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.function(x)
-
-
 class LogitFromFirstCoordinate(nn.Module):
     """A stand-in discriminator: logit = a · z_0, with one trainable parameter a (initially 1)."""
 
