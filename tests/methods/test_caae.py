@@ -4,6 +4,7 @@ manual optimisation with two optimisers, checkpoints that resume, embeddings, re
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -93,7 +94,7 @@ def test_default_sizes_reuse_the_cvae_and_scale_the_discriminator_with_the_laten
 
 
 def test_paper_config_builds_the_published_sizes():
-    config = OmegaConf.load("configs/method/caae_paper.yaml")
+    config = OmegaConf.load(Path(__file__).parents[2] / "configs" / "method" / "caae_paper.yaml")
     model = CAAE(info(4096), **{**config.kwargs, "num_test_samples": 2})
     widths = [m.out_features for m in model.discriminator if isinstance(m, nn.Linear)]
     assert model.discriminator[0].in_features == 1024 and widths == [512, 512, 1]
