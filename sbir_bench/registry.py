@@ -92,6 +92,7 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.siamese",
         "sbir_bench.methods.triplet",
     ),
+    modules=("sbir_bench.methods.baseline", "sbir_bench.methods.cvae", "sbir_bench.methods.caae"),
     entry_point_group=METHOD_ENTRY_POINTS,
 )
 DATASETS: Registry[Any] = Registry(

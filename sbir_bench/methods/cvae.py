@@ -122,9 +122,11 @@ class CVAE(RetrievalMethod):
         super().__init__(data, eval_metrics=eval_metrics)
         self.save_hyperparameters(ignore=["data"])
         if self.data_info.feature_dim is None:
-            raise ValueError("CVAE works on cached backbone features, but DataInfo.feature_dim is None")
+            raise ValueError(
+                f"{type(self).__name__} works on cached backbone features, but DataInfo.feature_dim is None"
+            )
         if not encoder_hidden:
-            raise ValueError("CVAE needs at least one encoder hidden layer")
+            raise ValueError(f"{type(self).__name__} needs at least one encoder hidden layer")
         if num_test_samples < 1 or not 0 <= kmeans_clusters <= num_test_samples:
             raise ValueError(
                 f"need num_test_samples >= 1 and 0 <= kmeans_clusters <= num_test_samples, "
@@ -162,10 +164,14 @@ class CVAE(RetrievalMethod):
         """The reparameterisation noise ε ~ N(0, I), one draw per sample and latent dimension."""
         return torch.randn_like(like)
 
+    def encode_sample(self, photo: Tensor, sketch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(μ, log σ², z) with ``z = μ + σ ε`` ~ q(z | x_img, x_sk), by the reparameterisation trick."""
+        mu, log_var = self.encode(photo, sketch)
+        return mu, log_var, mu + torch.exp(0.5 * log_var) * self.draw_noise(mu)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         sketch, photo = batch["sketch"], batch["photo"]
-        mu, log_var = self.encode(photo, sketch)
-        z = mu + torch.exp(0.5 * log_var) * self.draw_noise(mu)
+        mu, log_var, z = self.encode_sample(photo, sketch)
         generated = self.decode(z, sketch)
         terms = {
             "reconstruction": cvae_reconstruction_loss(generated, photo),

@@ -1,4 +1,5 @@
-"""Fully connected stacks as the Keras models of the ZS-SBIR code (Yelamarthi et al., ECCV'18) build them."""
+"""Fully connected stacks as the Keras models of the ZS-SBIR code (Yelamarthi et al., ECCV'18) build them,
+and the latent discriminator of the CAAE (a reconstruction, see ``methods/caae.py``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,20 @@ def dense_relu_stack(
         if dropout > 0 and position < len(widths) - 1:
             layers.append(nn.Dropout(dropout))
         in_features = width
+    return nn.Sequential(*layers)
+
+
+def leaky_discriminator(in_features: int, widths: Sequence[int], *, slope: float = 0.2) -> nn.Sequential:
+    """A GAN discriminator: ``Linear → BatchNorm1d → LeakyReLU(slope)`` for each hidden width, then a
+    ``Linear`` to one logit (no sigmoid: the losses take logits). PyTorch's BatchNorm defaults, as in the
+    PyTorch discriminators of later ZS-SBIR code this one is modelled on."""
+    if not widths:
+        raise ValueError("leaky_discriminator needs at least one hidden width")
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers += [nn.Linear(in_features, width), nn.BatchNorm1d(width), nn.LeakyReLU(slope)]
+        in_features = width
+    layers.append(nn.Linear(in_features, 1))
     return nn.Sequential(*layers)
 
 
