@@ -91,8 +91,8 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.direct_regression",
         "sbir_bench.methods.siamese",
         "sbir_bench.methods.triplet",
+        "sbir_bench.methods.caae",
     ),
-    modules=("sbir_bench.methods.baseline", "sbir_bench.methods.cvae", "sbir_bench.methods.caae"),
     entry_point_group=METHOD_ENTRY_POINTS,
 )
 DATASETS: Registry[Any] = Registry(

@@ -368,6 +368,7 @@ class RetrievalDataModule(L.LightningDataModule):
             feature_dim=None if self._features is None else int(self._features.shape[1]),
             image_size=self.backbone.image_size,
             class_semantics=catalog.class_semantics,
+            dataset=catalog.name,
         )
 
     # --- loaders ---------------------------------------------------------------------------------------

@@ -163,16 +163,28 @@ class RetrievalMethod(L.LightningModule):
 
     # --- training guards ---------------------------------------------------------------------------------
     @property
+    def registered_name(self) -> str | None:
+        """The name this method's class is registered under, if any."""
+        names = [name for name in METHODS.names() if METHODS.get(name) is type(self)]
+        return names[0] if names else None
+
+    @property
     def method_name(self) -> str:
         """The registered name of this method (its class name when it is not registered)."""
-        names = [name for name in METHODS.names() if METHODS.get(name) is type(self)]
-        return names[0] if names else type(self).__name__
+        return self.registered_name or type(self).__name__
 
-    def check_loss(self, loss: Tensor, terms: Mapping[str, Tensor], hint: str = "") -> None:
+    def check_loss(self, loss: Tensor, terms: Mapping[str, Tensor], hint: str | None = None) -> None:
         """Stop on a NaN/inf training loss, naming the method, epoch, step and every term's value (the run
-        then fails: its record says so and no metric is written). ``hint`` tells the user what to try."""
+        then fails: its record says so and no metric is written). ``hint`` tells the user what to try; by
+        default: a lower learning rate (``hparams.lr`` when the method has one), or the input features."""
         if torch.isfinite(loss).all():
             return
+        if hint is None:
+            lr = self.hparams.get("lr")
+            hint = (
+                f"lower the learning rate{f' (lr={lr})' if lr is not None else ''} or check the input "
+                "features for NaN/inf or huge values"
+            )
         values = ", ".join(f"{name}={float(value):.4g}" for name, value in terms.items())
         bad = [name for name, value in terms.items() if not torch.isfinite(value).all()]
         raise FloatingPointError(
@@ -190,4 +202,4 @@ class RetrievalMethod(L.LightningModule):
         with ``save_hyperparameters(ignore=["data"])``) and the registered name of the method.
         Subclasses overriding this hook call ``super().on_save_checkpoint(checkpoint)``."""
         checkpoint.setdefault(self.CHECKPOINT_HYPER_PARAMS_KEY, {})["data"] = data_hparams(self.data_info)
-        checkpoint[METHOD_KEY] = self.method_name if self.method_name in METHODS else None
+        checkpoint[METHOD_KEY] = self.registered_name

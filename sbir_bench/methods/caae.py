@@ -89,15 +89,6 @@ class CAAE(CVAE):
         """Prior samples z ~ N(0, I), the discriminator's "real" codes, one per encoder code."""
         return torch.randn_like(like)
 
-    def _check_finite(self, terms: dict[str, Tensor], batch_idx: int) -> None:
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                raise FloatingPointError(
-                    f"CAAE {name} loss is {value.item()} at epoch {self.current_epoch}, batch {batch_idx} "
-                    f"(global step {self.global_step}): lower the learning rate (lr={self.hparams.lr}) or "
-                    f"check the input features for NaN/inf or huge values"
-                )
-
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         sketch, photo = batch["sketch"], batch["photo"]
         autoencoder_optimiser, discriminator_optimiser = self.optimizers()
@@ -108,7 +99,7 @@ class CAAE(CVAE):
         # (1) discriminator step: prior codes are real, the (detached) encoder codes fake
         real_logits, fake_logits = self.discriminator(torch.cat([prior, z.detach()])).split(batch_size)
         d_loss = discriminator_loss(real_logits, fake_logits)
-        self._check_finite({"discriminator": d_loss}, batch_idx)
+        self.check_loss(d_loss, {"discriminator": d_loss})
         discriminator_optimiser.zero_grad()
         self.manual_backward(d_loss)
         discriminator_optimiser.step()
@@ -121,12 +112,12 @@ class CAAE(CVAE):
             "adversarial": generator_loss(fake_logits),
             "regression": sketch_regression_loss(self.regressor(generated), sketch),
         }
-        self._check_finite(terms, batch_idx)
         loss = (
             terms["reconstruction"]
             + self.hparams.adversarial_weight * terms["adversarial"]
             + self.hparams.regulariser_weight * terms["regression"]
         )
+        self.check_loss(loss, terms)
         autoencoder_optimiser.zero_grad()
         self.manual_backward(loss)  # also leaves gradients on D: zeroed before its next step
         autoencoder_optimiser.step()

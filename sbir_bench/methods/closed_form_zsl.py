@@ -63,7 +63,6 @@ class ClosedFormZSL(RetrievalMethod):
     train_sampling: ClassVar[str] = "pairs"
     distance = "cosine"
     regulariser_names: ClassVar[tuple[str, ...]] = ()
-    method_name: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -286,7 +285,6 @@ class ESZSL(ClosedFormZSL):
     """
 
     regulariser_names: ClassVar[tuple[str, ...]] = ("gamma", "lam")
-    method_name: ClassVar[str] = "ESZSL"
 
     def __init__(
         self,
@@ -327,7 +325,6 @@ class SAE(ClosedFormZSL):
     """
 
     regulariser_names: ClassVar[tuple[str, ...]] = ("lam",)
-    method_name: ClassVar[str] = "SAE"
 
     def __init__(
         self,

@@ -181,12 +181,7 @@ class CVAE(RetrievalMethod):
         loss = cvae_total_loss(
             **terms, kl_weight=self.hparams.kl_weight, regulariser_weight=self.hparams.regulariser_weight
         )
-        self.check_loss(
-            loss,
-            terms,
-            hint=f"lower the learning rate (lr={self.hparams.lr}) or check the input features for NaN/inf "
-            "or huge values",
-        )
+        self.check_loss(loss, terms)
         batch_size = sketch.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=batch_size)

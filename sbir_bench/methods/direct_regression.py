@@ -78,7 +78,7 @@ class DirectRegression(RetrievalMethod):
                 raise ValueError("DirectRegression: the checkpoint's data has no semantics_dim")
             vectors = torch.zeros(self.data_info.num_classes, int(data["semantics_dim"]))
         else:
-            vectors = torch.from_numpy(class_semantics_of(self.data_info, "DirectRegression")).clone()
+            vectors = torch.from_numpy(class_semantics_of(self.data_info, self.method_name)).clone()
         self.register_buffer("class_vectors", vectors)
         feature_dim, semantics_dim = int(self.data_info.feature_dim), vectors.shape[1]
         self.sketch_regressor = regressor(feature_dim, hidden, semantics_dim, dropout)
@@ -96,12 +96,7 @@ class DirectRegression(RetrievalMethod):
             "photo": loss_fn(self.photo_regressor(self._prepare(batch["photo"])), target),
         }
         loss = terms["sketch"] + terms["photo"]
-        self.check_loss(
-            loss,
-            terms,
-            hint=f"lower the learning rate (lr={self.hparams.lr}) or check the input features for NaN/inf "
-            "or huge values",
-        )
+        self.check_loss(loss, terms)
         batch_size = batch["sketch"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=batch_size)

@@ -71,12 +71,7 @@ class SharedBranchMethod(RetrievalMethod):
                 f"this batch lacks {missing}"
             )
         loss, diagnostics = self.loss_terms(batch)
-        self.check_loss(
-            loss,
-            {self.loss_name: loss, **diagnostics},
-            hint=f"lower the learning rate (lr={self.hparams.lr}) or check the input features for NaN/inf "
-            "or huge values",
-        )
+        self.check_loss(loss, {self.loss_name: loss, **diagnostics})
         batch_size = batch["sketch"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log_dict({f"train/{name}": value for name, value in diagnostics.items()}, batch_size=batch_size)

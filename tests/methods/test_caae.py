@@ -207,7 +207,10 @@ def test_nan_loss_names_the_method_the_step_and_the_term():
     model = small_caae()
     fit = trainer(max_epochs=1)
     batch = [{**item, "sketch": torch.full((DIM,), float("nan"))} for item in pairs(8)]
-    with pytest.raises(FloatingPointError, match="CAAE discriminator loss is nan at epoch 0, batch 0"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"^caae: the training loss is nan at epoch 0, step 0 \(non-finite terms: discriminator",
+    ):
         fit.fit(model, DataLoader(batch, batch_size=8))
 
 

@@ -130,9 +130,14 @@ def test_one_hot_targets_and_helpers():
 # --- side information ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["direct_regression", "eszsl", "sae"])
 def test_missing_side_information_names_the_method_and_the_fix(name):
-    data = DataInfo(num_classes=4, seen_classes=(0, 1, 2, 3), feature_dim=DIM)
-    with pytest.raises(ValueError, match=r"data\.semantics\.vectors=FILE.*data\.semantics\.attributes=CSV"):
+    data = DataInfo(num_classes=4, seen_classes=(0, 1, 2, 3), feature_dim=DIM, dataset="tuberlin")
+    with pytest.raises(
+        ValueError, match=r"data\.semantics\.vectors=FILE.*data\.semantics\.attributes=CSV"
+    ) as raised:
         METHODS.create(name, data=data)
+    assert str(raised.value).startswith(
+        f"{name} needs class side information but the dataset 'tuberlin' has none"
+    )
     with pytest.raises(ValueError, match="one row per class"):
         METHODS.create(name, data=info(semantics(num_classes=3), num_classes=4))
 

@@ -20,7 +20,8 @@ def class_semantics_of(info: DataInfo, method: str) -> np.ndarray:
     """``info.class_semantics`` ([num_classes, a], float32), checked: present, one finite row per class."""
     semantics = info.class_semantics
     if semantics is None:
-        raise ValueError(f"{method} needs class side information but the data has none: {HOW_TO_PROVIDE}")
+        data = f"the dataset {info.dataset!r}" if info.dataset else "the data"
+        raise ValueError(f"{method} needs class side information but {data} has none: {HOW_TO_PROVIDE}")
     semantics = np.asarray(semantics, dtype=np.float32)
     if semantics.ndim != 2 or semantics.shape[0] != info.num_classes:
         raise ValueError(
