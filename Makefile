@@ -50,8 +50,8 @@ leaderboard: $(STAMP) ## rebuild leaderboard/leaderboard.{csv,md} from leaderboa
 	$(BIN)/sbir-bench leaderboard $(if $(WANDB),--wandb)
 
 # The default suite runs on TEST_WORKERS processes (pytest-xdist), one thread each: two torch processes
-# with several threads each on two cores slow each other down many times over. Its one minutes-long test
-# (marked `long`) starts first; idle workers steal the rest (--dist worksteal).
+# with several threads each on two cores slow each other down many times over. Tests marked `long` start first;
+# idle workers steal the rest (--dist worksteal). The end-to-end quality claims are `slow`: make test-all.
 test: $(STAMP) ## the default (fast) test suite, on TEST_WORKERS parallel workers
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
