@@ -55,7 +55,9 @@ def run(overrides: list[str], split: str, seed: int, work_dir: Path, *, test: bo
         trainer.fit(method, datamodule=datamodule)
         assert checkpoint is not None
         best = checkpoint.best_model_path or None
-        val = float(checkpoint.best_model_score)
+        # a closed-form fit (no optimiser step) saves no checkpoint: its one validation is the score
+        score = checkpoint.best_model_score
+        val = float(score) if score is not None else float(method.last_metrics[monitor])
     else:
         trainer.validate(method, datamodule=datamodule, verbose=False)
         val = float(method.last_metrics[monitor])
