@@ -1,10 +1,10 @@
 """The acceptance claim of the foundation: on the embedded zero-shot data, CVAE beats the untrained baseline.
 
 It runs the real path (default synthetic data and stand-in pre-training, Trainer, engine, records) on the
-zero-shot split only, with CVAE's registered default configuration (100 epochs). It takes ~14 min on one thread
-(stand-in pre-training ~8 of them), hence `slow` (`make test-all`), beside the traditional-setting claim of every
-trained method (tests/test_methods_beat_baseline.py); the default suite runs every method's real path on tiny
-data (tests/methods/test_every_method.py).
+zero-shot split only, with CVAE's registered default configuration (100 epochs). It takes ~14 min on one
+thread (stand-in pre-training ~8 of them), hence `slow` (`make test-all`), beside the traditional-setting
+claim of every trained method (tests/test_methods_beat_baseline.py); the default suite runs every method's
+real path on tiny data (tests/methods/test_every_method.py).
 Measured on the v2 data (unseen classes with part types no seen class has), seed 0:
 baseline mAP@200 0.2265, CVAE 0.2937 (chance 0.1871; see leaderboard/).
 """
