@@ -29,6 +29,7 @@ def test_baseline_bench_writes_records_and_leaderboard(tiny_overrides, tmp_path)
     zeroshot = next(r for r in records if r.split == "zeroshot")
     assert zeroshot.counts["n_queries"] == zeroshot.counts["split_test_query"]  # every query scored once
     assert zeroshot.commit and zeroshot.versions["torch"] and zeroshot.config["method"]["name"] == "baseline"
+    assert zeroshot.config["paths"]["output_dir"] == str(tmp_path / "outputs"), "paths as configured"
     run_dir = Path(zeroshot.extra["run_dir"])  # keeps the resolved config and the overrides
     assert config_hash(OmegaConf.load(run_dir / "config.yaml")) == zeroshot.config_hash
     assert list(OmegaConf.load(run_dir / "overrides.yaml")) == ["method=baseline", *tiny_overrides]
