@@ -193,6 +193,12 @@ class RetrievalMethod(L.LightningModule):
             f"{values}){': ' + hint if hint else ''}"
         )
 
+    def log_training(self, loss: Tensor, terms: Mapping[str, Tensor], batch_size: int) -> None:
+        """Log ``train/loss`` (progress bar) and each term as ``train/<name>``."""
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        logged = {f"train/{name}": value.detach() for name, value in terms.items()}
+        self.log_dict(logged, batch_size=batch_size)
+
     def configure_optimizers(self) -> Any:  # untrained methods have nothing to optimise
         return None
 

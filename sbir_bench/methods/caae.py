@@ -122,11 +122,7 @@ class CAAE(CVAE):
         self.manual_backward(loss)  # also leaves gradients on D: zeroed before its next step
         autoencoder_optimiser.step()
 
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        values = {**terms, "discriminator": d_loss}
-        self.log_dict(
-            {f"train/{name}": value.detach() for name, value in values.items()}, batch_size=batch_size
-        )
+        self.log_training(loss, {**terms, "discriminator": d_loss}, batch_size)
         return loss.detach()
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

@@ -183,8 +183,7 @@ class CVAE(RetrievalMethod):
         )
         self.check_loss(loss, terms)
         batch_size = sketch.shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        self.log_dict({f"train/{name}": value for name, value in terms.items()}, batch_size=batch_size)
+        self.log_training(loss, terms, batch_size)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -73,8 +73,7 @@ class SharedBranchMethod(RetrievalMethod):
         loss, diagnostics = self.loss_terms(batch)
         self.check_loss(loss, {self.loss_name: loss, **diagnostics})
         batch_size = batch["sketch"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        self.log_dict({f"train/{name}": value for name, value in diagnostics.items()}, batch_size=batch_size)
+        self.log_training(loss, diagnostics, batch_size)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
