@@ -67,6 +67,7 @@ lint: $(STAMP) ## ruff lint + format check
 
 benchmark: $(STAMP) ## run the speed benchmarks (prints ratios against their references)
 	$(BIN)/python benchmarks/eval_speed.py
+	$(BIN)/python benchmarks/hashing_efficiency.py
 	$(BIN)/python benchmarks/feature_throughput.py
 	$(BIN)/python benchmarks/cache_check.py
 

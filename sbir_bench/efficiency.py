@@ -4,9 +4,10 @@ The leaderboard's efficiency block (leaderboard/README.md) tables these beside t
 (``RunRecord.train_seconds``, the wall time of ``trainer.fit``; 0 for an untrained method) and names the
 hardware they were measured on (``RunRecord.hardware``: CPU model, torch threads, GPUs).
 
-- Embedding size: the bytes one gallery item's embedding takes, from its dimension and dtype; for a
-  Hamming-distance method one bit per code dimension (dimension / 8), as its codes are stored packed
-  (:func:`sbir_bench.evaluation.search.pack_codes`), whatever dtype the method emits them in.
+- Embedding: what one gallery item is stored as (``"64-bit code"``, ``"512 × float32"``), and the bytes it
+  takes, from its dimension and dtype; for a Hamming-distance method one bit per code dimension
+  (dimension / 8), as its codes are stored packed (:func:`sbir_bench.evaluation.search.pack_codes`),
+  whatever dtype the method emits them in.
 - Query time: the wall time of the evaluation engine's search plus metrics
   (:func:`sbir_bench.evaluation.engine.evaluate`) of all test queries against the test gallery, in seconds
   per 1,000 queries. It excludes embedding the queries (the backbone and the method's forward pass).
@@ -24,6 +25,16 @@ if TYPE_CHECKING:  # the leaderboard reads the names below without importing tor
 EFFICIENCY_KEY = "efficiency"  # RunRecord.extra[EFFICIENCY_KEY]: the measurements below
 EMBEDDING_BYTES = "embedding_bytes"
 QUERY_SECONDS_PER_1K = "query_seconds_per_1k"
+EMBEDDING = "embedding"
+
+
+def embedding_description(gallery: Tensor, distance: str) -> str:
+    """What a gallery item is stored as: ``"64-bit code"`` (Hamming), else ``"512 × float32"`` (with the
+    ``m × d`` of a multi-vector embedding)."""
+    shape = " × ".join(str(size) for size in gallery.shape[1:]) or "1"
+    if distance == "hamming":
+        return f"{gallery[0].numel()}-bit code"
+    return f"{shape} × {str(gallery.dtype).removeprefix('torch.')}"
 
 
 def embedding_bytes(gallery: Tensor, distance: str) -> float:
@@ -64,6 +75,7 @@ def measure(embeddings: dict[str, tuple[Tensor, Tensor]], *, distance: str, metr
         queries, query_labels, gallery, gallery_labels, distance=distance, metrics=metrics
     )
     return {
+        EMBEDDING: embedding_description(gallery, distance),
         EMBEDDING_BYTES: embedding_bytes(gallery, distance),
         QUERY_SECONDS_PER_1K: round(seconds, 6),
         "queries": len(queries),

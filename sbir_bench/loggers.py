@@ -126,6 +126,7 @@ class RunSummary:
     grid: Image.Image | None = None
     per_class_ap: dict[str, float] = field(default_factory=dict)
     pr_curve: tuple[list[float], list[float]] | None = None  # recall, precision
+    images: dict[str, tuple[Image.Image, str]] = field(default_factory=dict)  # name -> (image, caption)
 
 
 def log_run_summary(loggers: list[Logger], summary: RunSummary) -> str | None:
@@ -175,6 +176,8 @@ def _log_to_wandb(logger: WandbLogger, summary: RunSummary) -> str:
         payload["retrieval_grid"] = wandb.Image(
             summary.grid, caption="query sketch | top 10 (red: wrong class)"
         )
+    for name, (image, caption) in summary.images.items():
+        payload[name] = wandb.Image(image, caption=caption)
     run.log(payload)
     return str(Path(run.dir).parent)
 

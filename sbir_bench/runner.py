@@ -36,7 +36,7 @@ from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.efficiency import EFFICIENCY_KEY, measure
 from sbir_bench.evaluation.curves import ranking_curves
 from sbir_bench.evaluation.search import top_k
-from sbir_bench.files import file_lock
+from sbir_bench.files import atomic_path, file_lock
 from sbir_bench.leaderboard.build import rebuild
 from sbir_bench.leaderboard.record import (
     RunRecord,
@@ -386,8 +386,14 @@ def run_one(
     )
     path = write_record(record, results_dir)
     say(f"record {path}" + ("" if cfg.to_leaderboard else " (debug run: not for the leaderboard)"))
+    images = method.summary_images(datamodule)
+    for image_name, (image, _) in images.items():  # beside the run's checkpoints, whatever the logger
+        with atomic_path(run_dir / f"{image_name}.png") as target:
+            image.save(target, format="PNG")
     if loggers:
-        logged_to = log_run_summary(loggers, run_summary(record, method, datamodule, cfg)) or logged_to
+        summary = run_summary(record, method, datamodule, cfg)
+        summary.images = images
+        logged_to = log_run_summary(loggers, summary) or logged_to
     finish(loggers)
     return path, logged_to
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import shutil
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from sbir_bench.config import CONFIG_DIR_ENV, compose, config_dir
 from sbir_bench.config_checks import object_problems
+from sbir_bench.leaderboard.record import read_record
 from sbir_bench.methods.baseline import Baseline
 from sbir_bench.registry import METHOD_ENTRY_POINTS, METHODS, UnknownNameError, method_class
 from sbir_bench.runner import bench
@@ -25,6 +28,9 @@ class LabMethod(Baseline):
 
     def embed_gallery(self, x):
         return -x
+
+    def summary_images(self, datamodule):
+        return {"lab_picture": (Image.new("RGB", (4, 3), "red"), "what the lab method learned")}
 
 
 LAB_CONFIG = f"""# a lab's method config: the class by dotted path
@@ -82,6 +88,10 @@ def test_a_target_method_config_in_a_lab_config_folder_runs(tmp_path, shared_cac
     assert object_problems(cfg) == [], "the command line's checks accept it: no registration needed"
     (path,) = bench(cfg).written
     assert path.parent.name == "lab_method"  # records, run folders and rows carry the config's name
+    record = read_record(path)
+    picture = Path(record.extra["run_dir"]) / "lab_picture.png"
+    with Image.open(picture) as image:  # a method's summary images lie beside its run
+        assert image.size == (4, 3)
     # or from the command line, on any method config
     override = compose([f"+method._target_={__name__}.LabMethod", "method=baseline"])
     assert method_class(override.method) is LabMethod

@@ -28,7 +28,9 @@ the reader's class side information with word vectors of the class names
 of per-class attributes (:func:`~sbir_bench.data.semantics.class_attribute_vectors`).
 
 Inputs are cached backbone features (float32 ``[d]``, :mod:`sbir_bench.data.feature_cache`) or image tensors
-(float32 ``[3, H, W]``, sketches read as RGB) through :func:`~sbir_bench.data.images.image_transform`.
+(float32 ``[3, H, W]``, sketches read as RGB) through :func:`~sbir_bench.data.images.image_transform`;
+``"images_with_contours"`` serves photos as ``[6, H, W]``, the photo and its cached contour map drawn as a
+sketch (:mod:`sbir_bench.data.contours`), for methods whose image network also sees the photo's contours.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sbir_bench.data.backbones import BackboneSpec
+from sbir_bench.data.contours import ContourMaps, PhotoWithContour, photo_contours
 from sbir_bench.data.feature_cache import extract_features
 from sbir_bench.data.images import image_transform, load_image
 from sbir_bench.data.records import Catalog, DataInfo, DatasetError, Split
@@ -53,7 +56,7 @@ from sbir_bench.registry import DATASETS
 
 __all__ = ["INPUTS", "TRAIN_SAMPLINGS", "RetrievalDataModule"]
 
-INPUTS = ("features", "images")
+INPUTS = ("features", "images", "images_with_contours")
 # triplet kinds -> (positive, negative): "partner" = the sketch's own photo (or, under class pairing, a photo
 # of its class), "class" = a photo of its class, "other_class" = a photo of another class, "other" = any
 # photo but the positive
@@ -67,18 +70,28 @@ EVAL_PARTS = ("val", "test")
 
 
 class _Inputs:
-    """Record index -> model input: a row of the cached features, or a transformed RGB image."""
+    """Record index -> model input: a row of the cached features, or a transformed RGB image; with
+    ``photos`` given, photo records go through it instead (photo + contour map, ``images_with_contours``)."""
 
-    def __init__(self, paths: list[str], features: np.ndarray | None, transform: Any | None) -> None:
+    def __init__(
+        self,
+        paths: list[str],
+        features: np.ndarray | None,
+        transform: Any | None,
+        photos: tuple[np.ndarray, PhotoWithContour] | None = None,
+    ) -> None:
         self.paths = paths
         self.features = features
         self.transform = transform
+        self.photos = photos  # (is_photo per record, its transform)
 
     def __call__(self, record: int) -> Tensor:
         if self.features is not None:
             return torch.from_numpy(
                 np.array(self.features[record], dtype=np.float32)
             )  # a copy off the memmap
+        if self.photos is not None and self.photos[0][record]:
+            return self.photos[1](record)
         return self.transform(load_image(self.paths[record], mode="RGB"))
 
 
@@ -270,6 +283,7 @@ class RetrievalDataModule(L.LightningDataModule):
         self._catalog: Catalog | None = None
         self._split: Split | None = None
         self._features: np.ndarray | None = None
+        self._contours: ContourMaps | None = None
         self._train_generator = torch.Generator()
         self.inputs, self.train_sampling = "", ""
         self.configure_for(inputs, train_sampling)
@@ -321,20 +335,24 @@ class RetrievalDataModule(L.LightningDataModule):
         catalog = self._build_catalog()
         if self.inputs == "features":
             self._features_of(catalog, progress=True)
+        elif self.inputs == "images_with_contours":
+            photo_contours(catalog, self.cache_dir, self.backbone.image_size, progress=True)
 
     def setup(self, stage: str | None = None) -> None:
         """Load the catalog and the features from their caches (every rank); later calls are no-ops."""
         if self._catalog is not None:
             return
         catalog = self._build_catalog()
-        if self.inputs == "images":
+        if self.inputs != "features":
             shapes = catalog.records["path"].eq("").to_numpy()
             if shapes.any():
                 raise DatasetError(
-                    f"{catalog.name}: inputs='images' serves sketches and photos only; "
+                    f"{catalog.name}: inputs={self.inputs!r} serves sketches and photos only; "
                     f"{int(shapes.sum())} records are shapes (use inputs='features')"
                 )
         self._features = self._features_of(catalog, progress=False) if self.inputs == "features" else None
+        if self.inputs == "images_with_contours":
+            self._contours = photo_contours(catalog, self.cache_dir, self.backbone.image_size, progress=False)
         self._split = catalog.split(self.split)
         self._train_generator = torch.Generator().manual_seed(self.seed)
         self._catalog = catalog
@@ -376,7 +394,11 @@ class RetrievalDataModule(L.LightningDataModule):
         paths = self.catalog.records["path"].tolist()
         if self.inputs == "features":
             return _Inputs(paths, self._features, None)
-        return _Inputs(paths, None, image_transform(self.backbone.image_size, train=train))
+        photos = None
+        if self._contours is not None:
+            is_photo = self.catalog.records["domain"].eq("photo").to_numpy()
+            photos = (is_photo, PhotoWithContour(paths, self._contours, train=train))
+        return _Inputs(paths, None, image_transform(self.backbone.image_size, train=train), photos)
 
     def _loader(self, dataset: Dataset, batch_size: int, **options: Any) -> DataLoader:
         return DataLoader(

@@ -9,7 +9,7 @@ numbers of different splits are never averaged together. Each dataset block ends
 ``(ceiling)`` rows (:mod:`sbir_bench.leaderboard.references`), never sorted among the methods. ``paper_*``
 columns quote the papers' own numbers (``paper_results.csv``; their mAP is ``map@200_yelamarthi``) on
 Sketchy rows only, beside, never mixed with, the suite's. ``failed`` counts the row configuration's runs
-that failed (:mod:`sbir_bench.leaderboard.select`); the efficiency columns (``emb_bytes``,
+that failed (:mod:`sbir_bench.leaderboard.select`); the efficiency columns (``embedding``, ``emb_bytes``,
 ``*_query_s_per_1k``, ``*_train_s``, ``hardware``: :mod:`sbir_bench.efficiency`) are means over seeds of what
 each run measured. Column meanings: leaderboard/README.md.
 """
@@ -30,7 +30,13 @@ from typing import Any
 
 import pandas as pd
 
-from sbir_bench.efficiency import EFFICIENCY_KEY, EMBEDDING_BYTES, QUERY_SECONDS_PER_1K, hardware_description
+from sbir_bench.efficiency import (
+    EFFICIENCY_KEY,
+    EMBEDDING,
+    EMBEDDING_BYTES,
+    QUERY_SECONDS_PER_1K,
+    hardware_description,
+)
 from sbir_bench.files import atomic_write_text
 from sbir_bench.leaderboard import references
 from sbir_bench.leaderboard.record import RunRecord, scan_records
@@ -77,10 +83,11 @@ COLUMNS: tuple[str, ...] = (
     *(f"{prefix}_{metric}" for prefix in SETTING_PREFIX.values() for metric in OTHER_METRICS),
     *PAPER_COLUMNS,
     "failed",
+    "embedding",
     *EFFICIENCY_COLUMNS,
     "hardware",
 )
-TEXT_COLUMNS = (*KEY_COLUMNS, "config_hash", "hardware")
+TEXT_COLUMNS = (*KEY_COLUMNS, "config_hash", "embedding", "hardware")
 COUNT_COLUMNS = (*(f"{prefix}_n" for prefix in SETTING_PREFIX.values()), "failed")
 FLOAT_FORMAT = "%.4f"
 PAPER_DECIMALS = 3  # the papers print three decimals
@@ -160,6 +167,9 @@ def _method_rows(row: Row, paper_by_method: dict[str, dict[str, float]]) -> list
         paper_values = paper_by_method.get(row.method, {}) if is_sketchy(row.dataset) else {}
         entry.update({column: paper_values.get(column, math.nan) for column in PAPER_COLUMNS})
         entry["failed"] = len(row.failed)
+        entry["embedding"] = ", ".join(
+            sorted({str(r.extra.get(EFFICIENCY_KEY, {}).get(EMBEDDING)) for r in records} - {"None"})
+        )
         entry["emb_bytes"] = _mean([_efficiency(r, EMBEDDING_BYTES) for r in records])
         entry["hardware"] = _hardware(records)
         rows.append(entry)
@@ -189,7 +199,7 @@ def _reference_rows(rows: Sequence[Row], found: references.References) -> list[d
                 for metric in (*HEADLINE_METRICS, *OTHER_METRICS):
                     entry[f"{prefix}_{metric}"] = values.get(metric, math.nan)
             entry.update({column: math.nan for column in (*PAPER_COLUMNS, *EFFICIENCY_COLUMNS)})
-            entry.update({"failed": 0, "hardware": ""})
+            entry.update({"failed": 0, "embedding": "", "hardware": ""})
             if any(
                 (kind, dataset, setting, split) in found.values
                 for setting, split in zip(SETTING_PREFIX, splits, strict=True)
@@ -310,6 +320,7 @@ _EFFICIENCY_MARKDOWN_COLUMNS = (
     ("method", "method"),
     ("variant", "variant"),
     *((f"{prefix} split", f"{prefix}_split") for prefix in SETTING_PREFIX.values()),
+    ("embedding", "embedding"),
     ("emb bytes", "emb_bytes"),
     *((f"{prefix} query s/1k", f"{prefix}_query_s_per_1k") for prefix in SETTING_PREFIX.values()),
     *((f"{prefix} train s", f"{prefix}_train_s") for prefix in SETTING_PREFIX.values()),

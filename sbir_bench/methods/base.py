@@ -161,6 +161,12 @@ class RetrievalMethod(L.LightningModule):
         record keeps them under ``extra["fitted"]``. None by default."""
         return {}
 
+    def summary_images(self, datamodule: Any) -> dict[str, tuple[Any, str]]:
+        """Pictures of what the method learned (e.g. a generator's outputs), ``name -> (PIL image, caption)``:
+        the runner calls this once after testing (rank 0, ``datamodule`` set up), writes each image as
+        ``<run folder>/<name>.png`` and sends it to the logger. None by default."""
+        return {}
+
     # --- training guards ---------------------------------------------------------------------------------
     @property
     def registered_name(self) -> str | None:

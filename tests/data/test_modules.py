@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from sbir_bench.data.images import IMAGENET_MEAN, IMAGENET_STD
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.data.records import DatasetError
 from sbir_bench.registry import DATASETS
@@ -206,6 +207,22 @@ def test_image_inputs_are_rgb_tensors(tmp_path, sampling):
     info = module.info()
     assert info.feature_dim is None and info.image_size == SIZE
     assert not list((tmp_path / "cache").rglob("features.npy")), "image inputs need no feature cache"
+
+
+def test_images_with_contours_serve_photos_with_their_contour_drawing(tmp_path):
+    module = make(tmp_path, inputs="images_with_contours")
+    batch = next(iter(module.train_dataloader()))
+    assert batch["sketch"].shape == (4, 3, SIZE, SIZE) and batch["photo"].shape == (4, 6, SIZE, SIZE)
+    queries, gallery = module.test_dataloader()
+    assert next(iter(queries))["input"].shape == (5, 3, SIZE, SIZE), "sketches stay three channels"
+    photos = next(iter(gallery))["input"]
+    assert photos.shape[1:] == (6, SIZE, SIZE)
+    plain = make(tmp_path / "plain", inputs="images").test_dataloader()[1]
+    assert torch.equal(photos[:, :3], next(iter(plain))["input"]), "the photo channels are the plain image"
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    drawing = photos[:, 3:] * std + mean
+    assert torch.allclose(drawing, drawing[:, :1].expand_as(drawing), atol=1e-6), "black ink on white paper"
+    assert len(list((tmp_path / "cache" / "contours").rglob("contours.npy"))) == 1
 
 
 @pytest.mark.parametrize(

@@ -74,7 +74,11 @@ def measured(emb_bytes: float, query_s_per_1k: float, train_seconds: float, **ha
     """The efficiency measurements of a run (extra, train_seconds) and the hardware it ran on."""
     return {
         "extra": {
-            "efficiency": {"embedding_bytes": emb_bytes, "query_seconds_per_1k": query_s_per_1k},
+            "efficiency": {
+                "embedding": f"{int(emb_bytes) // 4} × float32",
+                "embedding_bytes": emb_bytes,
+                "query_seconds_per_1k": query_s_per_1k,
+            },
             "accelerator": "CUDAAccelerator" if hardware.get("cuda_devices") else "CPUAccelerator",
         },
         "train_seconds": train_seconds,
