@@ -16,8 +16,9 @@ Networks, as the released deploy networks define them:
 
 Objective and alternating optimisation (:mod:`~sbir_bench.methods.components.discrete_hashing`, codes as
 K×N columns): ``‖B_Iᵀ B_S − mW‖² + λ(‖Φ_I − D B_I‖² + ‖Φ_S − D B_S‖²) + γ(‖F_I − B_I‖² + ‖F_S − B_S‖²)``
-over the training photos (B_I, one column per photo) and sketches (B_S, one per sketch), W_ij = ±1 for a
-same-/different-class (photo, sketch) pair, Φ each sample's class vector. One epoch is one outer iteration:
+over the training photos (B_I, one column per photo) and sketches (B_S, one per sketch), W_ij = +1 for a
+same-class (photo, sketch) pair and ``dissimilar`` otherwise, Φ each sample's class vector, m = K. One epoch
+is one outer iteration:
 
 1. network step: every training batch regresses F2(sketch) and F1(photo, tokens) onto the samples' current
    codes (the quantisation term; mean squared error per batch, the two views summed), and the outputs are
@@ -26,7 +27,8 @@ same-/different-class (photo, sketch) pair, Φ each sample's class vector. One e
    last value);
 2. at the epoch's end, the D-step ``D = Φ Bᵀ (B Bᵀ + εI)⁻¹`` on both views side by side, then the B-steps
    (discrete cyclic coordinate descent, every bit row an exact minimiser) for B_I given B_S, then B_S given
-   B_I, ``code_sweeps`` times. The objective plus the D-step's ridge λε‖D‖² never increases over an update.
+   B_I, ``code_sweeps`` times. The objective plus the D-step's ridge λε‖D‖² never increases over an update
+   (over the sub-sampled problem when ``pairwise_columns`` caps it).
 
 Initial codes (our choice): random signs, then ``init_sweeps`` D/B alternations with F = 0 (the quantisation
 term is then a constant), i.e. codes from the labels and side information alone. With the published
@@ -48,13 +50,20 @@ Departures from the paper:
 
 - the objective is the reconstruction a public reimplementation trains (the paper's exact equation was
   not reachable); its D-step applies the inverse (BBᵀ + εI)⁻¹ that the reimplementation forgot; ε is ours;
+- ``dissimilar``: the reconstruction sets W_ij = −1 for different classes (``dissimilar: -1``, the paper
+  config). With many classes that target makes nearly every bit shared by all classes (sketch codes the
+  negation of photo codes), a minimum the exact B-steps find: on the embedded data's 36 classes, 12
+  distinct photo codes at 64 bits (the arithmetic is in ``discrete_hashing.pairwise_similarity``). The CPU
+  default uses 0, asking for orthogonal codes of different classes;
+- at the embedded data's scale the factorisation term (λ = 0.01, unit-norm class vectors) is tiny next to
+  the pairwise term, so the codes follow the labels and D follows the codes;
 - the image tower is trained from scratch (no ImageNet weights offline), with BatchNorm after every conv in
   place of AlexNet's local response normalisation; its last feature map is flattened as it comes (6×6 for
   AlexNet at 227 px), where the deploy network pools the image tower to 7×7;
 - sketch tokens are Canny contour maps; one epoch is one outer iteration of the alternation;
-- the CPU default (``configs/method/dsh.yaml``) uses 32 px inputs, narrow towers and Adam (the
-  reimplementation: SGD with momentum 0.9, lr 1e-4); ``configs/method/dsh_paper.yaml`` keeps the published
-  sizes with the same code.
+- the CPU default (``configs/method/dsh.yaml``) uses 32 px inputs, narrow towers, Adam (the
+  reimplementation: SGD with momentum 0.9, lr 1e-4) and 5 epochs; ``configs/method/dsh_paper.yaml`` keeps
+  the published sizes with the same code.
 
 The training-set codes are not needed for retrieval: they stay out of the state_dict (a checkpoint loads
 alone), and travel in the checkpoint under ``dsh_codes`` so that a resumed run continues from them.

@@ -36,6 +36,12 @@ def test_pairwise_similarity_by_hand():
     assert torch.equal(W, torch.tensor([[1.0, 1.0], [-1.0, -1.0]]))
 
 
+def test_pairwise_similarity_with_another_dissimilar_value():
+    W = pairwise_similarity(PHOTO_LABELS, torch.tensor([1, 0, 2]), dissimilar=0.0)
+    # photo 0 (class 0) matches sketch 1; photo 1 (class 1) matches sketch 0; nothing matches sketch 2
+    assert torch.equal(W, torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
+
+
 def test_pairwise_term_by_hand():
     W = pairwise_similarity(PHOTO_LABELS, SKETCH_LABELS)
     # B_Iᵀ B_S = [[p0·s0, p0·s1], [p1·s0, p1·s1]] = [[2, 0], [0, −2]]; m W = 2 [[1, 1], [−1, −1]]

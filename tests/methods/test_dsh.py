@@ -160,6 +160,16 @@ def test_one_epoch_end_update_on_a_tiny_batch_never_increases_the_objective():
     assert codes["B_S"].shape == (BITS, 8)
 
 
+def test_a_capped_pairwise_term_still_never_increases_its_objective():
+    method = tiny_method(pairwise_columns=3, init_sweeps=0)
+    method.set_training_set(SKETCH_RECORDS, SKETCH_LABELS, PHOTO_RECORDS, PHOTO_LABELS)
+    method.init_codes(torch.Generator().manual_seed(0))
+    # with 3 of 8 sketch columns (3 of 4 photo columns) per B-step only the D-step's guarantee is global
+    values = method.update_codes(torch.Generator().manual_seed(2))
+    assert values["after_d_step"] <= values["before"] + 1e-9
+    assert method._codes["B_I"].shape == (BITS, 4) and method._codes["B_S"].shape == (BITS, 8)
+
+
 def test_a_short_fit_trains_updates_codes_and_logs_the_objective():
     method = tiny_method(dissimilar=0.0)
     method.set_training_set(SKETCH_RECORDS, SKETCH_LABELS, PHOTO_RECORDS, PHOTO_LABELS)
