@@ -50,11 +50,12 @@ Departures from the paper:
 
 - the objective is the reconstruction a public reimplementation trains (the paper's exact equation was
   not reachable); its D-step applies the inverse (BBᵀ + εI)⁻¹ that the reimplementation forgot; ε is ours;
-- ``dissimilar``: the reconstruction sets W_ij = −1 for different classes (``dissimilar: -1``, the paper
-  config). With many classes that target makes nearly every bit shared by all classes (sketch codes the
+- ``dissimilar``: the reconstruction sets W_ij = −1 for different classes (``dissimilar: -1``). With many
+  classes that target makes nearly every bit shared by all classes (sketch codes the
   negation of photo codes), a minimum the exact B-steps find: on the embedded data's 36 classes, 12
-  distinct photo codes at 64 bits (the arithmetic is in ``discrete_hashing.pairwise_similarity``). The CPU
-  default uses 0, asking for orthogonal codes of different classes;
+  distinct photo codes at 64 bits (the arithmetic is in ``discrete_hashing.pairwise_similarity``). Both
+  configs (CPU default and paper) use 0, asking for orthogonal codes of different classes (Sketchy's 125
+  classes would collapse as well);
 - at the embedded data's scale the factorisation term (λ = 0.01, unit-norm class vectors) is tiny next to
   the pairwise term, so the codes follow the labels and D follows the codes;
 - the image tower is trained from scratch (no ImageNet weights offline), with BatchNorm after every conv in
