@@ -92,6 +92,7 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.siamese",
         "sbir_bench.methods.triplet",
         "sbir_bench.methods.caae",
+        "sbir_bench.methods.gdh",
         "sbir_bench.methods.dsh",
     ),
     entry_point_group=METHOD_ENTRY_POINTS,
