@@ -37,10 +37,15 @@ Departures (besides the CPU-sized default, ``configs/method/gdh.yaml``):
 - ``joint_hash_loss`` (the CPU default; off in the paper config): the hash loss also trains G_I, through
   H, in the generators' step (one backward of the GAN, cycle and hash terms, then a step of G and of H)
   instead of the code's separate hashing step on a fixed G_I(S);
-- the generators' BatchNorm running statistics (test-time) follow their real inputs only: the cycle passes
+- ``generator_norm``: the code's BatchNorm (paper config) or InstanceNorm (CycleGAN's own default; the CPU
+  default). With BatchNorm the test-time G_I normalises with running statistics, which in a two-epoch run
+  lag weights that change fast, so queries pass a G_I that H was not trained on (validation mAP@200 of
+  the CPU default, seed 0: 0.063 with G_I's running statistics, 0.121 with batch statistics); InstanceNorm
+  computes the same in training and at test time (0.108);
+- with BatchNorm, the generators' running statistics follow their real inputs only: the cycle passes
   G_S(G_I(S)) and G_I(G_S(I)) normalise with their batch statistics without updating them. In the code they
   do, so the test-time G_I normalises real sketches with statistics half drawn from G_S's fake sketches
-  (validation mAP@200 0.051 with them, 0.115 without, CPU default, seed 0);
+  (validation mAP@200 0.051 with them, 0.115 without, BatchNorm CPU default, seed 0);
 - the hash loss regresses onto the codes B (the released code's copy of B into the batch targets is
   commented out, so it regresses H(I) and H(G_I(S)) onto zeros), and H's outputs are recorded for the
   B-step (also commented out there, leaving ``sign(Y D)``);

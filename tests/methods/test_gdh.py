@@ -62,6 +62,17 @@ def test_generator_keeps_the_shape_and_the_tanh_range_and_gives_a_binary_bottlen
     assert plain.shape == x.shape and none is None
 
 
+def test_an_instance_norm_generator_computes_the_same_in_training_and_at_test_time():
+    generator = Generator(ngf=4, num_blocks=1, norm="instance")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in generator.modules())
+    x = torch.randn(3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(generator.train()(x), generator.eval()(x))
+        assert torch.allclose(generator(x[:1]), generator(x)[:1], atol=1e-6)  # no batch dependence
+    with pytest.raises(ValueError, match="unknown norm"):
+        Generator(ngf=4, num_blocks=1, norm="layer")
+
+
 def test_the_mask_multiplies_the_bottleneck_features():
     generator = Generator(ngf=4, num_blocks=1).eval()
     x = torch.randn(1, 3, SIZE, SIZE)
@@ -206,6 +217,8 @@ def test_bad_settings_are_refused_with_the_method_named():
         small_gdh(mode="fine")
     with pytest.raises(ValueError, match="gdh: image_size"):
         small_gdh(image_size=30)
+    with pytest.raises(ValueError, match="gdh: unknown generator_norm"):
+        small_gdh(generator_norm="group")
     with pytest.raises(ValueError, match="gdh: unknown hash_init"):
         small_gdh(hash_init="imagenet")
     with pytest.raises(ValueError, match="gdh: hash_arch 'resnet99'"):

@@ -4,8 +4,10 @@ authors' released category-level code (``category/network.py``, ``category/GDH.p
 
 - :class:`Generator`: CycleGAN's ResNet generator (Zhu et al., ICCV'17): reflect-padded 7×7 conv, two
   stride-2 convs, ``num_blocks`` residual blocks, two transposed convs, reflect-padded 7×7 conv, tanh; every
-  conv but the last followed by BatchNorm and ReLU. With ``attention`` the bottleneck features are multiplied
-  by :class:`AttentionMask`'s binary mask before the decoder (where the released code applies it).
+  conv but the last followed by a norm (BatchNorm as in the released code, or CycleGAN's InstanceNorm:
+  :func:`norm_layer`) and ReLU. With ``attention`` the bottleneck features are multiplied by
+  :class:`AttentionMask`'s binary mask before the decoder (where the released code applies it);
+  :func:`running_stats_frozen` keeps BatchNorm's test-time statistics out of the cycle passes.
 - :class:`PatchDiscriminator`: the 70×70 PatchGAN of CycleGAN (4×4 convs, LeakyReLU 0.2, BatchNorm).
 - LSGAN losses (Mao et al., ICCV'17) and CycleGAN's cycle-consistency L1 (weight 10 each way).
 - :func:`hash_loss`: GDH's hashing objective on one batch; :func:`code_update`: the released code's D-step
@@ -70,7 +72,7 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 
 
 class ResidualBlock(nn.Module):
-    """``x + N(conv3(pad(ReLU(N(conv3(pad(x)))))))``, reflect padding, norm N (CycleGAN's ResNet block)."""
+    """``x + N(conv3(pad(ReLU(N(conv3(pad(x)))))))``, reflect padding, norm N: CycleGAN's ResNet block."""
 
     def __init__(self, channels: int, norm: str = "batch") -> None:
         super().__init__()
