@@ -181,6 +181,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
     )
     print(f"wrote {done.queries} {done.shapes[0]} and {done.gallery} {done.shapes[1]} (split {done.split})")
     metrics = " ".join(f"--metric {m}" for m in done.metrics)
+    if done.triplets is not None:
+        metrics += f" --triplets {done.triplets}"
+    else:
+        metrics = " ".join(f"--metric {m}" for m in done.metrics if m != "triplet_acc")
     print(
         f"score them as the run did: sbir-bench evaluate --queries {done.queries} --gallery {done.gallery} "
         f"--distance {done.distance} {metrics}"

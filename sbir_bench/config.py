@@ -159,7 +159,8 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
     in a run folder, as a Hydra run folder's ``.hydra/`` does; atomic writes, as every DDP rank calls it."""
     from sbir_bench.files import atomic_write_text
 
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    # compose() resolved it already; configured_paths stays escaped, so the file loads back equal
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
     overrides = OmegaConf.create(list(cfg.get("overrides", [])))
     atomic_write_text(run_dir / "overrides.yaml", OmegaConf.to_yaml(overrides))
 
