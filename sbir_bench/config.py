@@ -125,7 +125,9 @@ def compose(
     ``paths`` group as configured, before interpolation (key ``configured_paths``): records keep that
     (e.g. ``${oc.env:SBIR_CACHE,.cache/sbir_bench}``), never the machine path it resolved to. With
     ``check``, every value Lightning or the evaluation would refuse later is refused now
-    (:func:`sbir_bench.config_checks.check_config`, without importing Lightning).
+    (:func:`sbir_bench.config_checks.check_config`, without importing Lightning). A method config's
+    ``default_data`` (e.g. ``synthetic_fg`` for a fine-grained method) is the data config used when the
+    overrides choose none.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -145,6 +147,10 @@ def compose(
         OmegaConf.resolve(cfg)  # e.g. an ${oc.env:NAME} whose variable is not set
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(composition_error(error, list(overrides))) from error
+    default_data = cfg.get("method", {}).get("default_data")
+    if default_data and not _chooses_data(overrides):
+        # the method's own track (e.g. a fine-grained method: synthetic_fg) unless data= was given
+        return compose([*overrides, f"data={default_data}"], config_name, check)
     with open_dict(cfg):
         cfg.overrides = list(overrides)
         cfg.configured_paths = configured_paths
@@ -152,6 +158,10 @@ def compose(
     if check:
         check_config(cfg)
     return cfg
+
+
+def _chooses_data(overrides: list[str] | tuple[str, ...]) -> bool:
+    return any(o.partition("=")[0].lstrip("+~") == "data" for o in overrides)
 
 
 def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
