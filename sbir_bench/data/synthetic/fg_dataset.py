@@ -68,6 +68,7 @@ class FineGrainedConfig:
     test_size: int = 100
     image_size: int = 64
     seed: int = 0
+    clutter: float = 1.0
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.categories if c not in CATEGORIES]
@@ -81,6 +82,8 @@ class FineGrainedConfig:
             raise ValueError(f"image_size must be >= 16, got {self.image_size}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not 0.0 <= self.clutter <= 1.0:
+            raise ValueError(f"clutter must be in [0, 1], got {self.clutter}")
 
     @property
     def fingerprint(self) -> str:
@@ -125,7 +128,9 @@ def render_item(config: FineGrainedConfig, instance: FineInstance, pose: Pose, s
     """{"photo", "edge", "sketch"} uint8 arrays of one instance; ``streams`` seed its photo and sketch."""
     parts = build_fine_parts(instance)
     size = config.image_size
-    photo, _ = render_photo(parts, pose, size, np.random.default_rng(streams[0]), fill=PHOTO_FILL)
+    photo, _ = render_photo(
+        parts, pose, size, np.random.default_rng(streams[0]), fill=PHOTO_FILL, clutter=config.clutter
+    )
     edge = render_edge_map(parts, pose, size, np.random.default_rng(streams[0]), fill=PHOTO_FILL)
     sketch = render_sketch(parts, pose, size, np.random.default_rng(streams[1]))
     return {"photo": photo, "edge": edge, "sketch": sketch}
@@ -205,6 +210,7 @@ def build_synthetic_fg(
     test_size: int = 100,
     image_size: int = 64,
     seed: int = 0,
+    clutter: float = 1.0,
     photos: str = "image",
     val_fraction: float = 0.1,
     triplets_per_sketch: int = 15,
@@ -218,7 +224,7 @@ def build_synthetic_fg(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if triplets_per_sketch < 1:
         raise ValueError(f"triplets_per_sketch must be >= 1, got {triplets_per_sketch}")
-    config = FineGrainedConfig(tuple(categories), train_size, test_size, image_size, seed)
+    config = FineGrainedConfig(tuple(categories), train_size, test_size, image_size, seed, float(clutter))
     plan = _plan(config)
     root = synthetic_fg_root(cache_dir, config)
     root.parent.mkdir(parents=True, exist_ok=True)

@@ -144,11 +144,14 @@ def render_photo(
     image_size: int,
     rng: np.random.Generator,
     fill: tuple[float, float] = (0.5, 0.85),
+    clutter: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the photo (uint8 [H, W, 3]) and the object's coverage mask (float [H, W] in [0, 1]).
 
     The object's bounding box spans a random share in ``fill`` of the frame; ``parts.details`` (seams,
-    laces: empty for the category-level shapes) are drawn as dark lines over the object."""
+    laces: empty for the category-level shapes) are drawn as lines over the object, dark on a light one
+    and light on a dark one; ``clutter`` < 1
+    fades the background towards white (0: a plain white backdrop, as product shots)."""
     frame = image_size * PHOTO_SUPERSAMPLE
     placed = _place_photo(parts, pose, frame, rng, fill)
     mask_image = Image.new("L", (frame, frame), 0)
@@ -175,8 +178,11 @@ def render_photo(
     obj = ((1 - mix) * first + mix * second) * shade[..., None]
     if placed.details:
         lines = _detail_lines(placed, frame, width=PHOTO_SUPERSAMPLE * max(1, image_size // 48))
-        obj = obj * (1.0 - 0.75 * lines[..., None])
+        ink = 0.08 if float(first.mean()) > 0.45 else 0.92  # a seam shows dark on light, light on dark
+        obj = obj * (1.0 - lines[..., None]) + ink * lines[..., None]
     background = _clutter(rng, image_size, hue, xx, yy)
+    if clutter < 1.0:
+        background = clutter * background + (1.0 - clutter)
     photo = mask[..., None] * obj + (1 - mask[..., None]) * background
     photo += rng.normal(0.0, 0.02, photo.shape).astype(np.float32)
     return (np.clip(photo, 0.0, 1.0) * 255).round().astype(np.uint8), mask
