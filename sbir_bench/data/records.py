@@ -158,9 +158,8 @@ class Catalog:
                 f"{self.name}: instance attribute vectors of different widths {sorted(widths)}"
             )
         if self.attribute_names and widths and widths != {len(self.attribute_names)}:
-            raise DatasetError(
-                f"{self.name}: {len(self.attribute_names)} attribute names but vectors of width {widths.pop()}"
-            )
+            names = len(self.attribute_names)
+            raise DatasetError(f"{self.name}: {names} attribute names but vectors of width {widths.pop()}")
 
     def _validate_triplets(self) -> None:
         domains = self.records["domain"].to_numpy()

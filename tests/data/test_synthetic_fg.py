@@ -11,8 +11,7 @@ import pytest
 
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.data.records import SPLIT_PARTS, Catalog
-from sbir_bench.data.synthetic import build_synthetic_fg, synthetic_fg_root
-from sbir_bench.data.synthetic import fg_dataset
+from sbir_bench.data.synthetic import build_synthetic_fg, fg_dataset, synthetic_fg_root
 from sbir_bench.data.synthetic.fg_dataset import FineGrainedConfig, nearest_negatives, render_item
 from sbir_bench.data.synthetic.fg_shapes import ATTRIBUTES, CATEGORIES, FineInstance, sample_fine_instance
 from sbir_bench.data.synthetic.render import Pose
