@@ -624,10 +624,12 @@ def _read_attributes(
         return {}, []
     found = len(problems)
     vectors: dict[str, np.ndarray] = {}
+    keys: set[str] = set()  # every row's instance, a bad row's too (it is not also "missing")
     for line, row in enumerate(table[1:], start=2):
         cells = [cell.strip() for cell in row]
         name = cells[header.index(key)] if len(cells) > header.index(key) else ""
         instance = Path(name).stem if key == "image" else name
+        keys.add(instance)
         entry = f"row {line} ({key} {name!r})"
         if len(cells) != len(header):
             problems.append(
@@ -648,17 +650,15 @@ def _read_attributes(
                 Problem(str(path), f"{entry} disagrees with an earlier row of instance {instance!r}")
             )
         vectors[instance] = vector
-    if len(problems) > found:
-        return {}, names
-    unknown = sorted(set(vectors) - set(instances))
+    unknown = sorted(keys - set(instances))
     if unknown:
         problems.append(
             Problem(str(path), f"{len(unknown)} row key(s) match no instance: {_listed(unknown)}")
         )
-    missing = [instance for instance in instances if instance not in vectors]
+    missing = [instance for instance in instances if instance not in keys]
     if missing:
         problems.append(Problem(str(path), f"no row for {len(missing)} instance(s): {_listed(missing)}"))
-    return vectors, names
+    return ({} if len(problems) > found else vectors), names
 
 
 def _listed(names: Sequence[str], shown: int = 10) -> str:

@@ -584,3 +584,25 @@ def test_baseline_runs_end_to_end_with_instance_level_relevance(tmp_path):
     assert record.counts["n_queries"] == record.counts["n_gallery"] == TEST
     # one relevant photo per query among TEST: top-K precision is at most 1/K, average precision is 1/rank
     assert 0.0 < record.metrics["p@100"] <= 1 / 100 and 1 / TEST <= record.metrics["map@all"] <= 1.0
+
+
+def test_data_check_lists_every_attribute_and_triplet_problem(tmp_path, capsys):
+    from sbir_bench.cli import main
+
+    base = make_folders(tmp_path / "data")
+    _edit_annotation(base, lambda content: content["test"]["triplets"][0].append([TEST, 0]))
+    table = tmp_path / "attributes.csv"
+    rows = [f"{n},1" for n in range(2, TRAIN + TEST + 1)]  # instance 1 has no row
+    table.write_text("\n".join(["instance,strap", "2,x", "3,1,1", *rows[2:]]) + "\n")
+    args = ["data", "check", "qmul_shoe", "--root", str(base), "-o", f"attributes={table}"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert "4 problem(s) found" in captured.err
+    assert f"{table}: no row for 1 instance(s): '1'" in lines
+    assert (
+        f"{_annotation_file(base)}: [test][triplets][0] has 1 pair(s) outside 0..{TEST - 1}, e.g. [{TEST}, 0]"
+        in lines
+    )
+    assert f"{table}: row 2 (instance '2'): not 0/1: strap='x'" in lines
+    assert f"{table}: row 3 (instance '3') has 3 values; expected 2 (the header's)" in lines
