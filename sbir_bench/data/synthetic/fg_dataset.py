@@ -51,7 +51,7 @@ from sbir_bench.registry import register_dataset
 
 log = logging.getLogger(__name__)
 
-FG_GENERATOR_VERSION = 1  # bump whenever generated images change
+FG_GENERATOR_VERSION = 2  # bump whenever generated images change
 PHOTO_KINDS = ("image", "edge")
 FOLDERS = ("photo", "edge", "sketch")
 PHOTO_FILL = (0.65, 0.9)  # share of the frame the object spans in a photo (details must stay visible)
