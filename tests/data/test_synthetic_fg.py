@@ -220,3 +220,13 @@ def test_datamodule_serves_fine_grained_batches(tmp_path: Path) -> None:
 def test_bad_parameters_fail_clearly(tmp_path: Path, overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_tiny(tmp_path, **overrides)
+
+
+def test_clutter_setting_fades_the_background_to_white() -> None:
+    instance = sample_fine_instance("chair", np.random.default_rng(0))
+    pose, streams = Pose(angle=0.0, mirrored=False), ([1], [2])
+    plain = render_item(FineGrainedConfig(clutter=0.0), instance, pose, streams)["photo"]
+    cluttered = render_item(FineGrainedConfig(), instance, pose, streams)["photo"]
+    background = plain.min(axis=2) > 240  # white up to the photo noise
+    assert background.mean() > 0.4
+    assert cluttered[background].std() > 30  # the same pixels carry clutter by default
