@@ -287,7 +287,7 @@ def _split_counts(catalog: Any, name: str) -> dict[str, Any]:
     """Per split: classes seen / unseen, records per domain, the size of every part and of its triplets."""
     import numpy as np
 
-    from sbir_bench.data.records import SPLIT_PARTS
+    from sbir_bench.data.records import SPLIT_PARTS, TEST_TRIPLETS
 
     split = catalog.split(name)
     domains = catalog.records["domain"].to_numpy()
@@ -300,6 +300,7 @@ def _split_counts(catalog: Any, name: str) -> dict[str, Any]:
         **{plural: int((domains[used] == domain).sum()) for domain, plural in _DOMAIN_PLURALS.items()},
         **split.counts(),
         "triplets": int(len(catalog.triplets.get(name, ()))),
+        "test_triplets": int(len(catalog.triplets.get(TEST_TRIPLETS, ()))) if name == "fine_grained" else 0,
     }
 
 

@@ -68,6 +68,7 @@ def test_summary_table_of_the_synthetic_data(synthetic_cache, synthetic_catalog,
         "test_query",
         "test_gallery",
         "triplets",
+        "test_triplets",
     ]
     rows = {line.split()[0]: dict(zip(header, line.split(), strict=True)) for line in lines[2:]}
     assert set(rows) == set(synthetic_catalog.splits) and {"traditional", "zeroshot"} <= set(rows)
@@ -125,6 +126,7 @@ def test_summary_and_check_of_a_qmul_tree(tmp_path, capsys):
     assert counts["test_query"] == counts["test_gallery"] == TEST
     assert counts["val_query"] == counts["val_gallery"] == 1 and counts["train"] == 2 * (TRAIN - 1)
     assert counts["triplets"] > 0 and counts["sketches"] == counts["photos"] == TRAIN + TEST
+    assert counts["test_triplets"] > 0, "the annotation's test triplets (triplet_acc)"
     assert main(args) == 0
     assert "fine_grained" in capsys.readouterr().out
 
