@@ -36,7 +36,7 @@ class SketchANet(nn.Module):
     conv c2@5×5 → ReLU → maxpool 3/2 → (conv c3@3×3 pad 1 → ReLU) × 3 → maxpool 3/2 → fc h1 → ReLU →
     fc h2``; published: c = (64, 128, 256, 256, 256), k1 = 15, s1 = 3, fc (512, 256) on 225 × 225 crops.
 
-    ``embed`` gives the L2-normalised last layer, ``hidden`` the ReLU of the first fc layer (DMAR's attribute
+    He-initialised (normal, fan-in), biases 0. ``embed`` gives the L2-normalised last layer, ``hidden`` the ReLU of the first fc layer (DMAR's attribute
     head reads it). ``image_size`` (None: as served) resizes the input first (bilinear, antialiased).
     """
 
@@ -83,6 +83,10 @@ class SketchANet(nn.Module):
         self.fc1 = nn.Linear(width, int(fc[0]))
         self.fc2 = nn.Linear(int(fc[0]), int(fc[1]))
         self.hidden_dim, self.embedding_dim = int(fc[0]), int(fc[1])
+        for layer in self.modules():  # He initialisation: PyTorch's default shrinks the activations layer
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):  # by layer until every embedding is the same
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
 
     def hidden(self, x: Tensor) -> Tensor:
         """ReLU(fc1) of images ``[B, 3, S, S]`` (ImageNet-normalised RGB, see :func:`ink_image`)."""
