@@ -27,7 +27,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
-from sbir_bench.config import ConfigError, available, compose, to_container
+from sbir_bench.config import ConfigError, available, compose, record_config
 from sbir_bench.leaderboard.record import (
     SETTINGS,
     RecordError,
@@ -188,7 +188,7 @@ def write_error_record(job: Job, returncode: int, log: Path) -> Path:
         status="error",
         metrics={},
         counts={},
-        config=to_container(cfg),
+        config=record_config(cfg),
         config_hash=job.chash,
         registered_variant=job.variant.registered_variant,
         registered_hash=job.variant.registered_hash,

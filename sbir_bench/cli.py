@@ -149,7 +149,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from sbir_bench.files import atomic_write_json
 
     metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
-    result = evaluate_files(args.queries, args.gallery, metrics=metrics, distance=args.distance)
+    result = evaluate_files(
+        args.queries, args.gallery, metrics=metrics, distance=args.distance, triplets_path=args.triplets
+    )
     width = max(len(k) for k in result)
     for key, value in result.items():
         shown = "undefined (no query has a relevant item)" if value != value else f"{value:.4f}"
@@ -159,6 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "queries": str(args.queries),
             "gallery": str(args.gallery),
             "distance": args.distance,
+            **({"triplets": str(args.triplets)} if args.triplets else {}),
             **json_ready(result, metrics),
         }
         atomic_write_json(Path(args.out), payload)
@@ -428,8 +431,14 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--metric",
         action="append",
-        help="repeatable: p@K, p@K_minr, map@K, map@K_yelamarthi, map@K_voc, map@all, map@all_voc "
-        "(default: the leaderboard metrics)",
+        help="repeatable: p@K, p@K_minr, map@K, map@K_yelamarthi, map@K_voc, map@all, map@all_voc, acc@K, "
+        "triplet_acc (needs --triplets) (default: the leaderboard metrics)",
+    )
+    evaluate.add_argument(
+        "--triplets",
+        type=Path,
+        help="triplet_acc's annotated triplets: .npy, int [T, 3] rows (query row, positive gallery row, "
+        "negative gallery row) of the two files",
     )
     evaluate.add_argument(
         "--distance",

@@ -24,6 +24,7 @@ SEARCHPATH_ENV = "SBIR_CONFIG_SEARCHPATH"
 NON_IDENTITY_KEYS = (
     "variant",  # the row label: a record field of its own, so custom-<hash> can name the hash
     "overrides",  # the command line's overrides, kept by compose() as provenance
+    "configured_paths",  # the paths group before interpolation, kept by compose() for records
     "seeds",
     "force",
     "resume",
@@ -120,7 +121,9 @@ def compose(
     """Compose ``configs/<config_name>.yaml`` with Hydra overrides; raise ConfigError on any mistake.
 
     The overrides are kept in the config (key ``overrides``, not part of the identity): they tell which
-    registered configuration a run started from (:func:`sbir_bench.variant.resolve_variant`). With
+    registered configuration a run started from (:func:`sbir_bench.variant.resolve_variant`). So is the
+    ``paths`` group as configured, before interpolation (key ``configured_paths``): records keep that
+    (e.g. ``${oc.env:SBIR_CACHE,.cache/sbir_bench}``), never the machine path it resolved to. With
     ``check``, every value Lightning or the evaluation would refuse later is refused now
     (:func:`sbir_bench.config_checks.check_config`, without importing Lightning).
     """
@@ -138,11 +141,13 @@ def compose(
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = hydra_compose(config_name=config_name, overrides=[*extra, *overrides])
+        configured_paths = _escaped(cfg.get("paths"))
         OmegaConf.resolve(cfg)  # e.g. an ${oc.env:NAME} whose variable is not set
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(composition_error(error, list(overrides))) from error
     with open_dict(cfg):
         cfg.overrides = list(overrides)
+        cfg.configured_paths = configured_paths
     OmegaConf.set_struct(cfg, True)
     if check:
         check_config(cfg)
@@ -161,6 +166,25 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def _escaped(paths: DictConfig | None) -> dict[str, Any] | None:
+    """The group's values with interpolations escaped (``\\${...}``): resolved, the copy gives the text as
+    configured."""
+    if paths is None:
+        return None
+    raw = OmegaConf.to_container(paths, resolve=False)
+    return {key: v.replace("${", "\\${") if isinstance(v, str) else v for key, v in raw.items()}
+
+
+def record_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config a record keeps: resolved, but ``paths`` as configured (e.g. ``${oc.env:SBIR_CACHE,...}``),
+    so a record names no machine path the environment chose."""
+    config = to_container(cfg)
+    configured = config.pop("configured_paths", None)
+    if configured is not None:
+        config["paths"] = configured
+    return config
 
 
 def identity(cfg: DictConfig) -> dict[str, Any]:

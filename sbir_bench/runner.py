@@ -29,9 +29,9 @@ from filelock import BaseFileLock, Timeout
 from lightning.fabric.strategies.launchers import _SubprocessScriptLauncher
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sbir_bench.config import ConfigError, save_run_config, to_container
+from sbir_bench.config import ConfigError, record_config, save_run_config, to_container
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.efficiency import EFFICIENCY_KEY, measure
 from sbir_bench.evaluation.curves import ranking_curves
@@ -300,9 +300,7 @@ def run_one(
     method = method_cls(
         data=datamodule.info(), eval_metrics=list(cfg.evaluation.metrics), **to_container(cfg.method.kwargs)
     )
-    config = to_container(cfg)
-    # paths as configured (e.g. ${oc.env:SBIR_CACHE,...}): a record names no machine path of its own
-    config["paths"] = OmegaConf.to_container(cfg.paths, resolve=False)
+    config = record_config(cfg)
     results_dir = Path(cfg.paths.results_dir) if cfg.to_leaderboard else run_dir / "records"
     loggers = build_loggers(
         cfg.get("logger"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,10 @@ def records_in(tmp_path: Path):
     return read_records(results) if results.exists() else []
 
 
-def test_baseline_bench_writes_records_and_leaderboard(tiny_overrides, tmp_path):
+def test_baseline_bench_writes_records_and_leaderboard(tiny_overrides, tmp_path, monkeypatch):
+    cache_override = next(o for o in tiny_overrides if o.startswith("paths.cache_dir="))
+    monkeypatch.setenv("SBIR_CACHE", cache_override.partition("=")[2])  # the cache as a shared one is given
+    tiny_overrides = [o for o in tiny_overrides if o != cache_override]
     cfg = compose(["method=baseline", *tiny_overrides])
     splits = len(cfg.data.splits)
     result = bench(cfg)
@@ -30,6 +34,8 @@ def test_baseline_bench_writes_records_and_leaderboard(tiny_overrides, tmp_path)
     assert zeroshot.counts["n_queries"] == zeroshot.counts["split_test_query"]  # every query scored once
     assert zeroshot.commit and zeroshot.versions["torch"] and zeroshot.config["method"]["name"] == "baseline"
     assert zeroshot.config["paths"]["output_dir"] == str(tmp_path / "outputs"), "paths as configured"
+    assert zeroshot.config["paths"]["cache_dir"] == "${oc.env:SBIR_CACHE,.cache/sbir_bench}", "as configured"
+    assert cache_override.partition("=")[2] not in json.dumps(zeroshot.config)
     run_dir = Path(zeroshot.extra["run_dir"])  # keeps the resolved config and the overrides
     assert config_hash(OmegaConf.load(run_dir / "config.yaml")) == zeroshot.config_hash
     assert list(OmegaConf.load(run_dir / "overrides.yaml")) == ["method=baseline", *tiny_overrides]

@@ -121,7 +121,7 @@ def test_bench_cfg_prints_the_resolved_config_and_runs_nothing(tmp_path, capsys)
     overrides = ["method=baseline", "data=synthetic_zs", f"paths.output_dir={tmp_path / 'outputs'}"]
     assert main(["bench", "--cfg", *overrides]) == 0
     printed = OmegaConf.create(capsys.readouterr().out)
-    assert OmegaConf.to_container(printed) == OmegaConf.to_container(compose(overrides))
+    assert OmegaConf.to_container(printed) == OmegaConf.to_container(compose(overrides), resolve=True)
     assert printed.paths.cache_dir != "${oc.env:SBIR_CACHE,.cache/sbir_bench}", "resolved"
     assert not (tmp_path / "outputs").exists()
     assert main(["bench", "--cfg", "seeds=[a]"]) == 0, "--cfg shows even a config that would be refused"

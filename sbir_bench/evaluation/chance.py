@@ -7,7 +7,9 @@ metric counts them, and are left out where it leaves them out). Queries are grou
 
 How each chance level is computed (K' = min(K, G), H_n = 1 + 1/2 + ... + 1/n):
 
-- ``p@K``: R K' / (G K), exact. ``p@K_minr``: R / G, exact.
+- ``p@K``: R K' / (G K), exact. ``p@K_minr``: R / G, exact. ``acc@K``: 1 - C(G-R, K') / C(G, K'), exact
+  (hypergeometric: no relevant item among the top K'). ``triplet_acc``: 1/2 (a random ranking puts either
+  photo first), ceiling 1.
 - ``map@K_yelamarthi`` and ``map@all``: exact closed forms, by linearity from
   E[rel(k) hits@k] = (R/G)(1 + (k-1)(R-1)/(G-1)); e.g. ``map@all`` = (1/G) [H_G + (R-1)(G - H_G)/(G-1)].
 - ``map@K``: exact, conditioning on the hypergeometric number h of hits in the top K' (the h positions
@@ -28,6 +30,7 @@ from scipy.stats import hypergeom
 
 from sbir_bench.evaluation.metrics import (
     MetricSpec,
+    accuracy_at_k,
     average_precision_at_k,
     average_precision_at_k_voc,
     average_precision_at_k_yelamarthi,
@@ -101,6 +104,8 @@ def _per_query(
         depth = min(k, n_gallery)
         if function is precision_at_k:
             return n_relevant * depth / (n_gallery * k), np.nan, min(n_relevant, k) / k
+        if function is accuracy_at_k:
+            return 1.0 - float(hypergeom.pmf(0, n_gallery, n_relevant, depth)), np.nan, 1.0
         if function is precision_at_min_k_r:
             return n_relevant / n_gallery, np.nan, 1.0
         if function is average_precision_at_k:
@@ -119,6 +124,8 @@ def chance_and_ceiling(
     """Chance level and ceiling of ``metric`` for queries with ``n_relevant`` relevant items among
     ``n_gallery``, averaged as the engine averages the metric (module docstring)."""
     spec = parse_metric(metric) if isinstance(metric, str) else metric
+    if spec.on_triplets:
+        return MetricReference(0.5, 1.0, 0.0, True)
     n_relevant = np.asarray(n_relevant, dtype=np.int64)
     if n_gallery < 1 or (n_relevant < 0).any() or (n_relevant > n_gallery).any():
         raise ValueError(f"relevant counts must lie in 0..{n_gallery} (the gallery size)")

@@ -25,8 +25,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 from sbir_bench.evaluation.chance import chance_and_ceiling
-from sbir_bench.evaluation.metrics import MetricSpec, parse_metric
-from sbir_bench.evaluation.search import PairwiseScorer, relevant_ranks, to_numpy
+from sbir_bench.evaluation.metrics import MetricSpec, parse_metric, triplet_accuracy
+from sbir_bench.evaluation.search import PairScore, PairwiseScorer, relevant_ranks, to_numpy
 
 DEFAULT_METRICS = ("p@100", "p@200", "map@200", "map@200_yelamarthi", "map@all")
 BACKENDS = ("torch",)
@@ -87,11 +87,12 @@ def evaluate(
     gallery_embeddings: Any,
     gallery_labels: Any,
     *,
-    distance: str = "cosine",
+    distance: str | PairScore = "cosine",
     metrics: Iterable[str] = DEFAULT_METRICS,
     chunk_size: int | None = None,
     backend: str = "torch",
     references: bool = False,
+    triplets: Any = None,
 ) -> dict[str, float]:
     """Each requested metric (mean over queries) plus the counts ``n_queries``, ``n_gallery`` and
     ``n_queries_without_relevant``.
@@ -104,13 +105,21 @@ def evaluate(
     is the built-in exact engine, the only one (faiss adds nothing exact). ``references=True`` adds
     ``chance/<metric>`` (expected value under a uniformly random ranking of the same gallery) and
     ``ceiling/<metric>`` (value of a perfect ranking) for every metric, from the labels alone
-    (:mod:`sbir_bench.evaluation.chance`).
+    (:mod:`sbir_bench.evaluation.chance`). ``distance``: a name, or a method's own score function
+    (``score(query rows, gallery) -> [n, G]``, smaller = closer; :mod:`sbir_bench.evaluation.search`).
+    ``triplet_acc`` needs ``triplets``, int [T, 3] of (query, positive gallery item, negative gallery item)
+    positions (fine-grained datasets' annotated test triplets); ``n_triplets`` is then counted too.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     specs = [parse_metric(name) for name in ((metrics,) if isinstance(metrics, str) else metrics)]
     scorer = PairwiseScorer(query_embeddings, gallery_embeddings, distance)
     index = RelevanceIndex.of(scorer, query_labels, gallery_labels)
+    triplet_specs = [spec for spec in specs if spec.on_triplets]
+    if triplet_specs and triplets is None:
+        raise ValueError("triplet_acc needs the annotated triplets (query, positive, negative positions)")
+    triplet_positions = _triplet_positions(triplets, scorer) if triplets is not None else None
+    specs = [spec for spec in specs if not spec.on_triplets]
     query_codes, gallery_codes, class_sizes, gallery_by_class = (
         index.query_codes,
         index.gallery_codes,
@@ -158,6 +167,11 @@ def evaluate(
         else []
     )
     result = {spec.name: _mean(spec, [block[spec.name] for block in per_block]) for spec in specs}
+    if triplet_positions is not None and triplet_specs:
+        query, positive, negative = triplet_positions.T
+        correct = triplet_accuracy(scorer.pair_keys(query, positive), scorer.pair_keys(query, negative))
+        result[triplet_specs[0].name] = float(correct.mean()) if len(correct) else float("nan")
+    specs = [*specs, *triplet_specs]
     if references:
         for spec in specs:
             reference = chance_and_ceiling(spec, n_relevant, scorer.n_gallery)
@@ -166,7 +180,29 @@ def evaluate(
     result["n_queries"] = float(scorer.n_queries)
     result["n_gallery"] = float(scorer.n_gallery)
     result["n_queries_without_relevant"] = float((n_relevant == 0).sum())
+    if triplet_positions is not None:
+        result["n_triplets"] = float(len(triplet_positions))
     return result
+
+
+def _triplet_positions(triplets: Any, scorer: PairwiseScorer) -> np.ndarray:
+    """int [T, 3] (query, positive, negative) positions, checked against the query and gallery sizes."""
+    array = np.asarray(triplets) if isinstance(triplets, list | tuple) else to_numpy(triplets, "triplets")
+    if array.size == 0:
+        array = array.reshape(0, 3)
+    if array.ndim != 2 or array.shape[1] != 3 or array.dtype.kind not in "iu":
+        raise ValueError(f"triplets must be an integer array [T, 3], got {array.dtype} {tuple(array.shape)}")
+    array = array.astype(np.int64)
+    for column, (name, size) in enumerate(
+        (("query", scorer.n_queries), ("positive", scorer.n_gallery), ("negative", scorer.n_gallery))
+    ):
+        bad = np.flatnonzero((array[:, column] < 0) | (array[:, column] >= size))
+        if bad.size:
+            raise ValueError(
+                f"triplet {int(bad[0])}: {name} index {int(array[bad[0], column])} is out of range "
+                f"0..{size - 1} ({bad.size} triplets out of range)"
+            )
+    return array
 
 
 def _mean(spec: MetricSpec, chunks: list[np.ndarray]) -> float:

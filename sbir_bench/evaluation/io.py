@@ -2,7 +2,9 @@
 
 A file holds ``embeddings`` (float [N, d]; or bool/uint8 bits [N, bits] for Hamming) and ``labels`` ([N],
 integers or strings). String labels are mapped to integers consistently across the query and gallery
-files, so a query is relevant to the gallery items carrying the same string.
+files, so a query is relevant to the gallery items carrying the same string. ``triplet_acc`` reads its
+annotated triplets from an ``.npy`` file: int [T, 3] rows (query row, positive gallery row, negative
+gallery row).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def evaluate_files(
     *,
     metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
     distance: str = "cosine",
+    triplets_path: str | Path | None = None,
 ) -> dict[str, float]:
     """Metrics of the query file against the gallery file (see :func:`evaluate`)."""
     queries, query_labels = load_embeddings(queries_path)
@@ -84,7 +87,39 @@ def evaluate_files(
     if query_labels.dtype.kind == "U":
         _, codes = np.unique(np.concatenate([query_labels, gallery_labels]), return_inverse=True)
         query_labels, gallery_labels = codes[: len(query_labels)], codes[len(query_labels) :]
-    return evaluate(queries, query_labels, gallery, gallery_labels, distance=distance, metrics=metrics)
+    triplets = load_triplets(triplets_path) if triplets_path is not None else None
+    try:
+        return evaluate(
+            queries,
+            query_labels,
+            gallery,
+            gallery_labels,
+            distance=distance,
+            metrics=metrics,
+            triplets=triplets,
+        )
+    except ValueError as error:
+        if triplets is not None and str(error).startswith("triplet"):
+            raise EmbeddingFileError(f"{triplets_path}: {error}") from error
+        raise
+
+
+def load_triplets(path: str | Path) -> np.ndarray:
+    """int [T, 3] triplets from an ``.npy`` file; EmbeddingFileError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmbeddingFileError(f"{path}: no such file")
+    try:
+        triplets = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise EmbeddingFileError(f"{path}: cannot be read as .npy ({error})") from error
+    if not isinstance(triplets, np.ndarray) or triplets.ndim != 2 or triplets.shape[1] != 3:
+        raise EmbeddingFileError(
+            f"{path}: triplets must be an array [T, 3], got {getattr(triplets, 'shape', '?')}"
+        )
+    if triplets.dtype.kind not in "iu":
+        raise EmbeddingFileError(f"{path}: triplets must be integers, got dtype {triplets.dtype}")
+    return triplets
 
 
 def json_ready(result: dict[str, float], metrics: tuple[str, ...] | list[str]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ K' = min(K_max, G) ranks, and ``n_relevant`` (R of each query). Full-ranking met
 ``map@all_voc``) take the 1-based ranks of all R relevant items of each query. Every function returns one
 value per query; the engine averages them (plain mean over queries). Metrics that are undefined for a
 query without relevant items (R = 0) give NaN there and the engine leaves such queries out of the mean.
+``triplet_acc`` is scored on annotated triplets, not on rankings (:func:`triplet_accuracy`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ METRIC_NAME_FORMS = (
     "map@<K>_voc",
     "map@all",
     "map@all_voc",
+    "acc@<K>",
+    "triplet_acc",
 )
+TRIPLET_ACCURACY = "triplet_acc"
 
 
 def hits_at_k(relevance: np.ndarray, k: int) -> np.ndarray:
@@ -52,6 +56,20 @@ def precision_at_min_k_r(relevance: np.ndarray, k: int, n_relevant: np.ndarray) 
     hits = np.cumsum(relevance[:, :k], axis=1, dtype=np.int64)
     at_depth = np.take_along_axis(hits, np.maximum(depth - 1, 0)[:, None], axis=1)[:, 0]
     return np.where(depth > 0, at_depth / np.maximum(depth, 1), np.nan)
+
+
+def accuracy_at_k(relevance: np.ndarray, k: int, n_relevant: np.ndarray) -> np.ndarray:
+    """acc@K = 1 when hits@K > 0, else 0: a relevant item within the top K (recall@K in the re-identification
+    sense; fine-grained SBIR's acc@1 / acc@10, Yu et al. CVPR'16). Ties follow the engine's rule (ascending
+    gallery index), not "every item at the target's distance counts against it"."""
+    return (hits_at_k(relevance, k) > 0).astype(np.float64)
+
+
+def triplet_accuracy(positive_keys: np.ndarray, negative_keys: np.ndarray) -> np.ndarray:
+    """triplet_acc ("%corr.", Yu et al. CVPR'16): 1 per annotated triplet (s, p+, p-) with
+    d(s, p+) < d(s, p-), else 0; a tie counts as wrong (the ranking puts neither first for a reason).
+    The keys order each query's distances exactly (:class:`~sbir_bench.evaluation.search.PairwiseScorer`)."""
+    return (positive_keys < negative_keys).astype(np.float64)
 
 
 def precision_sum_at_k(relevance: np.ndarray, k: int) -> np.ndarray:
@@ -126,6 +144,7 @@ class MetricSpec:
     top_k_metric: Callable[[np.ndarray, int, np.ndarray], np.ndarray] | None
     ranks_metric: Callable[[np.ndarray], np.ndarray] | None = None
     undefined_without_relevant: bool = False  # R = 0 queries are left out of the mean (and counted)
+    on_triplets: bool = False  # scored on annotated (query, positive, negative) triplets: triplet_acc
 
 
 _TOP_K_METRICS: dict[tuple[str, str], Callable[[np.ndarray, int, np.ndarray], np.ndarray]] = {
@@ -134,14 +153,17 @@ _TOP_K_METRICS: dict[tuple[str, str], Callable[[np.ndarray, int, np.ndarray], np
     ("map", ""): average_precision_at_k,
     ("map", "_yelamarthi"): average_precision_at_k_yelamarthi,
     ("map", "_voc"): average_precision_at_k_voc,
+    ("acc", ""): accuracy_at_k,
 }
 _UNDEFINED_WITHOUT_RELEVANT = {precision_at_min_k_r, average_precision_at_k_voc}
 _FULL_RANKING = {"map@all": average_precision, "map@all_voc": average_precision_voc}
-_NAME = re.compile(r"(p|map)@([0-9]+)(_yelamarthi|_voc|_minr)?")
+_NAME = re.compile(r"(p|map|acc)@([0-9]+)(_yelamarthi|_voc|_minr)?")
 
 
 def parse_metric(name: str) -> MetricSpec:
     """One of :data:`METRIC_NAME_FORMS` (K >= 1); else ValueError listing them."""
+    if name == TRIPLET_ACCURACY:
+        return MetricSpec(name, None, None, on_triplets=True)
     if name in _FULL_RANKING:
         return MetricSpec(name, None, None, _FULL_RANKING[name], undefined_without_relevant=True)
     match = _NAME.fullmatch(name)

@@ -35,6 +35,11 @@ worker thread: BLAS rounds the same dot product differently depending on the blo
 fixed, BLAS threads are held to one and identical gallery vectors are scored once and share their column.
 Results then do not depend on the chunk size or the number of workers, and exact duplicates are exact ties.
 
+A method's own pairwise score (``distance`` given as a callable ``score(query rows [n, d], gallery [G, d])
+-> [n, G]``, e.g. DMAR's feature distance plus attribute cross-entropy) is taken as the exact key: it is
+called on the same fixed blocks of queries, its float64 values are ranked by (score, index), and nothing
+about it is assumed beyond finiteness.
+
 Multi-vector queries ``[Q, m, d]`` (e.g. the k-means centres of a generative method's samples) are ranked by
 their *closest* vector: a gallery item's key is the minimum over the m vectors (cosine: ``-sign(c) c^2`` of
 each unit vector; Euclidean: the squared distance).
@@ -53,7 +58,9 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 DISTANCES = ("cosine", "euclidean", "hamming")
+CUSTOM = "custom"  # a method's own score function (PairwiseScorer's ``distance`` given as a callable)
 T = TypeVar("T")
+PairScore = Callable[[np.ndarray, np.ndarray], Any]
 
 # Float keys come from GEMMs of exactly this many query rows (BLAS results depend on the block shape);
 # 256 rows run single-threaded OpenBLAS near its peak (64 rows lose ~12%).
@@ -268,10 +275,22 @@ def _nonzero(x: np.ndarray) -> np.ndarray:
 class PairwiseScorer:
     """Sort keys, exact keys and distances between the queries and the whole gallery (module docstring)."""
 
-    def __init__(self, queries: Any, gallery: Any, distance: str = "cosine") -> None:
-        if distance not in DISTANCES:
-            raise ValueError(f"unknown distance {distance!r}; known: {', '.join(DISTANCES)}")
+    def __init__(self, queries: Any, gallery: Any, distance: str | PairScore = "cosine") -> None:
+        if not callable(distance) and distance not in DISTANCES:
+            raise ValueError(
+                f"unknown distance {distance!r}; known: {', '.join(DISTANCES)}, or a score function"
+            )
         q, g = to_numpy(queries, "queries"), to_numpy(gallery, "gallery")
+        if callable(distance):
+            if q.ndim != 2 or g.ndim != 2:
+                raise ValueError(
+                    f"a score function takes [Q, d] queries and [G, d] gallery items, got "
+                    f"{tuple(q.shape)} and {tuple(g.shape)}"
+                )
+            self.distance, self._score = CUSTOM, distance
+            self.vectors_per_query, self._queries_raw, self._gallery_raw = 0, q, g
+            self.n_queries, self.n_gallery = q.shape[0], g.shape[0]
+            return
         self.vectors_per_query = q.shape[1] if q.ndim == 3 else 0  # 0: one [d] vector per query
         if self.vectors_per_query and distance == "hamming":
             raise ValueError("multi-vector [Q, m, d] queries need a float distance, not hamming")
@@ -368,6 +387,8 @@ class PairwiseScorer:
 
     def exact_keys(self, rows: np.ndarray) -> np.ndarray:
         """[len(rows), G] float64 keys, by float64 GEMMs on blocks of ``GEMM_ROWS`` (flattened) vectors."""
+        if self.distance == CUSTOM:
+            return self._custom_scores(rows)
         queries = self._queries64[rows]
         flat = queries.reshape(-1, queries.shape[-1])
         dots = _blocked_gemm(flat, self._gallery64, np.float64)
@@ -376,6 +397,37 @@ class PairwiseScorer:
         if self.vectors_per_query:
             keys = keys.reshape(len(rows), self.vectors_per_query, -1).min(axis=1)
         return self._expanded(keys)
+
+    def _custom_scores(self, rows: np.ndarray) -> np.ndarray:
+        scores = np.asarray(to_numpy(self._score(self._queries_raw[rows], self._gallery_raw), "scores"))
+        if scores.shape != (len(rows), self.n_gallery):
+            raise ValueError(
+                f"the score function returned shape {tuple(scores.shape)} for {len(rows)} queries and "
+                f"{self.n_gallery} gallery items; expected ({len(rows)}, {self.n_gallery})"
+            )
+        scores = scores.astype(np.float64)
+        if not np.isfinite(scores).all():
+            row = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
+            raise ValueError(f"the score function returned non-finite scores for query row {int(rows[row])}")
+        return scores
+
+    def pair_keys(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Keys of the pairs (rows[i], columns[i]) that order each query's gallery items exactly as the
+        search does (Hamming: the distance; float distances: the exact keys; a score function: its value)."""
+        rows, columns = np.asarray(rows, dtype=np.int64), np.asarray(columns, dtype=np.int64)
+        if self.distance == "hamming":
+            xor = np.bitwise_xor(self._queries[rows], self._gallery_words[:, columns].T)
+            return np.bitwise_count(xor).sum(axis=1, dtype=np.int64).astype(np.float64)
+        if self.distance == CUSTOM:
+            keys = np.empty(len(rows))
+            unique, position = np.unique(rows, return_inverse=True)
+            for start in range(0, len(unique), GEMM_ROWS):
+                block = slice(start, start + GEMM_ROWS)
+                scores = self._custom_scores(unique[block])
+                chosen = (position >= start) & (position < start + len(unique[block]))
+                keys[chosen] = scores[position[chosen] - start, columns[chosen]]
+            return keys
+        return self.exact_pair_keys(rows, columns)
 
     def exact_pair_keys(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Exact keys of the pairs (rows[i], columns[i]) (query rows, gallery columns), one at a time."""
@@ -401,6 +453,8 @@ class PairwiseScorer:
         if self.distance == "hamming":
             keys = self.hamming_keys(rows)
             return (np.take_along_axis(keys, columns, axis=1) // self.n_gallery).astype(np.float64)
+        if self.distance == CUSTOM:
+            return np.take_along_axis(self._custom_scores(rows), columns, axis=1)
         flat_rows = np.repeat(rows, columns.shape[1])
         keys = self.exact_pair_keys(flat_rows, columns.ravel()).reshape(columns.shape)
         if self.distance == "cosine":
@@ -477,7 +531,7 @@ class PairwiseScorer:
                 return results
             if full_ranking or not k:
                 return exact_block(rows, self.exact_keys(rows) if full_ranking else np.empty((len(rows), 0)))
-            if use_float64[0]:
+            if use_float64[0] or self.distance == CUSTOM:
                 return exact_block(rows, self.exact_keys(rows))
             keys32, bounds = self.float32_keys(rows), self.bounds(rows)
             budget = int(_RESCORED_SHARE_LIMIT * len(rows) * self.n_gallery)

@@ -39,3 +39,23 @@ def test_field_conventions_are_accepted_by_the_command(tmp_path):
     expected = evaluate(queries, labels, gallery, labels, metrics=("map@all_voc", "p@10_minr"))
     assert (result["map@all_voc"], result["p@10_minr"]) == (expected["map@all_voc"], expected["p@10_minr"])
     assert result["queries_left_out"] == {"map@all_voc": 0, "p@10_minr": 0}
+
+
+def test_fine_grained_metrics_with_a_triplet_file(tmp_path, capsys):
+    # queries at 0 and 2 on a line, gallery 0, 1, 2: each query's own photo is the one at its position
+    np.savez(tmp_path / "q.npz", embeddings=np.array([[0.0], [2.0]]), labels=np.array([0, 2]))
+    np.savez(tmp_path / "g.npz", embeddings=np.array([[0.0], [1.0], [2.0]]), labels=np.array([0, 1, 2]))
+    np.save(tmp_path / "t.npy", np.array([[0, 0, 1], [1, 0, 2], [1, 2, 1]]))  # right, wrong, right
+    out = tmp_path / "result.json"
+    arguments = ["evaluate", "--queries", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz")]
+    arguments += ["--distance", "euclidean", "--metric", "acc@1", "--metric", "triplet_acc"]
+    assert main([*arguments, "--triplets", str(tmp_path / "t.npy"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["acc@1"] == 1.0 and result["triplet_acc"] == 2 / 3 and result["n_triplets"] == 3
+    assert result["triplets"] == str(tmp_path / "t.npy")
+
+    np.save(tmp_path / "bad.npy", np.array([[0, 0, 3]]))
+    assert main([*arguments, "--triplets", str(tmp_path / "bad.npy")]) != 0
+    assert "bad.npy: triplet 0: negative index 3 is out of range 0..2" in capsys.readouterr().err
+    assert main(arguments) != 0
+    assert "triplet_acc needs the annotated triplets" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 
 from sbir_bench.evaluation.engine import evaluate
 from sbir_bench.evaluation.metrics import (
+    accuracy_at_k,
     average_precision,
     average_precision_at_k,
     average_precision_at_k_voc,
@@ -162,6 +163,7 @@ def test_map_all_is_nan_when_no_query_has_a_relevant_item():
         ("map@200_voc", 200, average_precision_at_k_voc),
         ("map@all", None, average_precision),
         ("map@all_voc", None, average_precision_voc),
+        ("acc@10", 10, accuracy_at_k),
     ],
 )
 def test_metric_names_parse(name, k, function):
@@ -174,7 +176,7 @@ def test_metric_names_parse(name, k, function):
 
 @pytest.mark.parametrize(
     "name",
-    ["p@0", "map@", "P@100", "p@100_yelamarthi", "p@100_voc", "map@all_minr", "mAP", "acc@1", "p@-1"],
+    ["p@0", "map@", "P@100", "p@100_yelamarthi", "p@100_voc", "map@all_minr", "mAP", "acc@0", "acc@1_voc", "triplet_acc@1", "p@-1"],
 )
 def test_unknown_metric_names_are_refused_with_the_known_forms(name):
     with pytest.raises(ValueError, match=r"map@<K>_yelamarthi"):
