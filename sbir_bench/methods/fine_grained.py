@@ -347,7 +347,9 @@ class DMAR(_ImageTripletMethod):
 
     def pairwise_distance(self, queries: Tensor, gallery: Tensor) -> Tensor:
         """``R(s, p) = D(f(s), f(p)) + λ_a H(f^ap(s), f^ap(p))`` for ``[Q, k + N]`` queries and ``[G, k + N]``
-        gallery items (embeddings ``concat(f, f^ap)``) → ``[Q, G]`` float64, smaller = closer."""
+        gallery items (embeddings ``concat(f, f^ap)``; tensors or arrays) → ``[Q, G]`` float64, smaller =
+        closer."""
+        queries, gallery = torch.as_tensor(queries), torch.as_tensor(gallery)
         k = self.net.embedding_dim
         if queries.shape[1] != gallery.shape[1] or queries.shape[1] not in (k, k + self.num_attributes):
             raise ValueError(
