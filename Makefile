@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 METHOD ?= cvae
-DATA ?= synthetic
+DATA ?=
 SEEDS ?= 0
 TRAINER ?= cpu
 DEVICES ?=
@@ -17,18 +17,18 @@ METHODS ?=
 TEST_WORKERS ?= 2
 WANDB ?=
 
-BENCH_OVERRIDES := method=$(METHOD) data=$(DATA) seeds=[$(SEEDS)] trainer=$(TRAINER) logger=$(LOGGER) \
+BENCH_OVERRIDES := method=$(METHOD) $(if $(DATA),data=$(DATA)) seeds=[$(SEEDS)] trainer=$(TRAINER) logger=$(LOGGER) \
 	$(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES)) $(ARGS)
 
 # bench-all: recursive (=) so that its own SEEDS default below applies
-BENCH_ALL_OVERRIDES = data=$(DATA) seeds=[$(SEEDS)] trainer=$(TRAINER) logger=$(LOGGER) \
+BENCH_ALL_OVERRIDES = $(if $(DATA),data=$(DATA)) seeds=[$(SEEDS)] trainer=$(TRAINER) logger=$(LOGGER) \
 	$(if $(DEVICES),trainer.devices=$(DEVICES)) $(if $(NODES),trainer.num_nodes=$(NODES)) $(ARGS)
 
 .PHONY: help setup bench bench-all leaderboard test test-all test-ddp lint benchmark clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
-	@echo "  variables: METHOD=$(METHOD) METHODS= (bench-all: a,b) DATA=$(DATA) SEEDS=$(SEEDS) (bench-all: 0,1,2) TRAINER=$(TRAINER) DEVICES= NODES= LOGGER=$(LOGGER) ARGS='extra hydra overrides' WANDB=1 (leaderboard: log it to W&B)"
+	@echo "  variables: METHOD=$(METHOD) METHODS= (bench-all: a,b) DATA=$(DATA) (empty: the method's default_data, else synthetic) SEEDS=$(SEEDS) (bench-all: 0,1,2) TRAINER=$(TRAINER) DEVICES= NODES= LOGGER=$(LOGGER) ARGS='extra hydra overrides' WANDB=1 (leaderboard: log it to W&B)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -181,6 +181,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
     )
     print(f"wrote {done.queries} {done.shapes[0]} and {done.gallery} {done.shapes[1]} (split {done.split})")
     metrics = " ".join(f"--metric {m}" for m in done.metrics)
+    if done.triplets is not None:
+        metrics += f" --triplets {done.triplets}"
+    else:
+        metrics = " ".join(f"--metric {m}" for m in done.metrics if m != "triplet_acc")
     print(
         f"score them as the run did: sbir-bench evaluate --queries {done.queries} --gallery {done.gallery} "
         f"--distance {done.distance} {metrics}"
@@ -201,6 +205,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     out = Path(args.out)
     print(f"{len(rebuilt.table)} row(s) -> {out / 'leaderboard.csv'}, {out / 'leaderboard.md'}")
+    if not rebuilt.fine_grained.empty:
+        print(
+            f"{len(rebuilt.fine_grained)} fine-grained row(s) -> {out / 'fine_grained.csv'}, "
+            f"{out / 'fine_grained.md'}"
+        )
     print(f"{len(rebuilt.changes)} row(s) changed")
     if rebuilt.changes:
         print(pd.DataFrame(rebuilt.changes).to_string(index=False))

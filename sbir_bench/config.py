@@ -125,7 +125,9 @@ def compose(
     ``paths`` group as configured, before interpolation (key ``configured_paths``): records keep that
     (e.g. ``${oc.env:SBIR_CACHE,.cache/sbir_bench}``), never the machine path it resolved to. With
     ``check``, every value Lightning or the evaluation would refuse later is refused now
-    (:func:`sbir_bench.config_checks.check_config`, without importing Lightning).
+    (:func:`sbir_bench.config_checks.check_config`, without importing Lightning). A method config's
+    ``default_data`` (e.g. ``synthetic_fg`` for a fine-grained method) is the data config used when the
+    overrides choose none.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -145,6 +147,10 @@ def compose(
         OmegaConf.resolve(cfg)  # e.g. an ${oc.env:NAME} whose variable is not set
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(composition_error(error, list(overrides))) from error
+    default_data = cfg.get("method", {}).get("default_data")
+    if default_data and not _chooses_data(overrides):
+        # the method's own track (e.g. a fine-grained method: synthetic_fg) unless data= was given
+        return compose([*overrides, f"data={default_data}"], config_name, check)
     with open_dict(cfg):
         cfg.overrides = list(overrides)
         cfg.configured_paths = configured_paths
@@ -154,12 +160,17 @@ def compose(
     return cfg
 
 
+def _chooses_data(overrides: list[str] | tuple[str, ...]) -> bool:
+    return any(o.partition("=")[0].lstrip("+~") == "data" for o in overrides)
+
+
 def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
     """Keep the resolved config (``config.yaml``) and the command line's overrides (``overrides.yaml``)
     in a run folder, as a Hydra run folder's ``.hydra/`` does; atomic writes, as every DDP rank calls it."""
     from sbir_bench.files import atomic_write_text
 
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    # compose() resolved it already; configured_paths stays escaped, so the file loads back equal
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
     overrides = OmegaConf.create(list(cfg.get("overrides", [])))
     atomic_write_text(run_dir / "overrides.yaml", OmegaConf.to_yaml(overrides))
 

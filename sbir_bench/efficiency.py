@@ -16,7 +16,7 @@ hardware they were measured on (``RunRecord.hardware``: CPU model, torch threads
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the leaderboard reads the names below without importing torch
@@ -54,29 +54,35 @@ def query_seconds_per_1k(
     gallery: Tensor,
     gallery_labels: Tensor,
     *,
-    distance: str,
+    distance: str | Callable,
     metrics: Sequence[str],
 ) -> float:
-    """Seconds the engine takes to rank the gallery for, and score, 1,000 queries (measured on all)."""
+    """Seconds the engine takes to rank the gallery for, and score, 1,000 queries (measured on all;
+    ``triplet_acc``, scored on annotated triplets rather than on rankings, is left out)."""
     from sbir_bench.evaluation.engine import evaluate
+    from sbir_bench.evaluation.metrics import parse_metric
 
+    ranked = [name for name in metrics if not parse_metric(name).on_triplets]
     started = time.perf_counter()
-    evaluate(queries, query_labels, gallery, gallery_labels, distance=distance, metrics=metrics)
+    evaluate(queries, query_labels, gallery, gallery_labels, distance=distance, metrics=ranked)
     return (time.perf_counter() - started) / max(len(queries), 1) * 1000
 
 
-def measure(embeddings: dict[str, tuple[Tensor, Tensor]], *, distance: str, metrics: Sequence[str]) -> dict:
+def measure(
+    embeddings: dict[str, tuple[Tensor, Tensor]], *, distance: str | Callable, metrics: Sequence[str]
+) -> dict:
     """The efficiency entry of a run's record from its test embeddings (``RetrievalMethod.last_embeddings``);
-    empty when there are none."""
+    empty when there are none. ``distance``: a name, or a method's own score function (stored as floats)."""
     if "query" not in embeddings or "gallery" not in embeddings:
         return {}
     (queries, query_labels), (gallery, gallery_labels) = embeddings["query"], embeddings["gallery"]
     seconds = query_seconds_per_1k(
         queries, query_labels, gallery, gallery_labels, distance=distance, metrics=metrics
     )
+    name = distance if isinstance(distance, str) else "custom"
     return {
-        EMBEDDING: embedding_description(gallery, distance),
-        EMBEDDING_BYTES: embedding_bytes(gallery, distance),
+        EMBEDDING: embedding_description(gallery, name),
+        EMBEDDING_BYTES: embedding_bytes(gallery, name),
         QUERY_SECONDS_PER_1K: round(seconds, 6),
         "queries": len(queries),
         "gallery": len(gallery),

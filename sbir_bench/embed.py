@@ -25,7 +25,7 @@ from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.methods.base import METHOD_KEY, RetrievalMethod
 from sbir_bench.registry import METHODS
 
-QUERIES_FILE, GALLERY_FILE = "queries.npz", "gallery.npz"
+QUERIES_FILE, GALLERY_FILE, TRIPLETS_FILE = "queries.npz", "gallery.npz", "triplets.npy"
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Embedded:
     metrics: tuple[str, ...]
     split: str
     shapes: tuple[tuple[int, ...], tuple[int, ...]]
+    triplets: Path | None = None  # the test part's annotated triplets (fine-grained data), for triplet_acc
 
 
 def load_run(
@@ -79,6 +80,11 @@ def embed_checkpoint(
 ) -> Embedded:
     """Embed the test queries and gallery of the run's split (or ``split``) into ``out_dir``."""
     method, datamodule = load_run(checkpoint, split=split, cache_dir=cache_dir)
+    if method.distance == "custom":
+        raise ValueError(
+            f"{type(method).__name__} ranks by its own score (distance 'custom', its pairwise_distance): "
+            "`sbir-bench evaluate` compares embeddings by a named distance and cannot reproduce it"
+        )
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -108,6 +114,9 @@ def embed_checkpoint(
         )
         written.append(path)
         shapes.append(tuple(embeddings.shape))
+    triplets = datamodule.test_triplets() if hasattr(datamodule, "test_triplets") else None
+    if triplets is not None:
+        np.save(out_dir / TRIPLETS_FILE, triplets)
     return Embedded(
         queries=written[0],
         gallery=written[1],
@@ -115,4 +124,5 @@ def embed_checkpoint(
         metrics=tuple(method.eval_metrics),
         split=datamodule.split,
         shapes=(shapes[0], shapes[1]),
+        triplets=out_dir / TRIPLETS_FILE if triplets is not None else None,
     )

@@ -380,7 +380,7 @@ def run_one(
         record.extra["fitted"] = method.fitted_values()
     # timed here, after the test, on the test embeddings: the leaderboard's efficiency block
     record.extra[EFFICIENCY_KEY] = measure(
-        method.last_embeddings, distance=method.distance, metrics=list(cfg.evaluation.metrics)
+        method.last_embeddings, distance=method.ranking_distance, metrics=list(cfg.evaluation.metrics)
     )
     path = write_record(record, results_dir)
     say(f"record {path}" + ("" if cfg.to_leaderboard else " (debug run: not for the leaderboard)"))
@@ -432,7 +432,9 @@ def run_summary(
             method.last_embeddings["query"],
             method.last_embeddings["gallery"],
         )
-        curves = ranking_curves(queries, query_labels, gallery, gallery_labels, distance=method.distance)
+        curves = ranking_curves(
+            queries, query_labels, gallery, gallery_labels, distance=method.ranking_distance
+        )
         by_class = datamodule.split_.setting != "fine_grained"  # there a label is an instance, not a class
         names = list(datamodule.catalog.class_names) if by_class else []
         summary.per_class_ap = {
@@ -482,7 +484,7 @@ def draw_grid(method: RetrievalMethod, datamodule: RetrievalDataModule, num_quer
         method.last_embeddings["gallery"],
     )
     chosen = np.linspace(0, len(queries) - 1, num=min(num_queries, len(queries))).round().astype(int)
-    _, ranked = top_k(queries[chosen], gallery, min(GRID_TOP, len(gallery)), distance=method.distance)
+    _, ranked = top_k(queries[chosen], gallery, min(GRID_TOP, len(gallery)), distance=method.ranking_distance)
     query_rows, gallery_rows = datamodule.query_records("test"), datamodule.gallery_records("test")
     return retrieval_grid(
         query_rows["path"].iloc[chosen].tolist(),

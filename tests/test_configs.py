@@ -179,3 +179,15 @@ def test_save_run_config_keeps_the_resolved_config_and_the_overrides(tmp_path):
         "method=baseline",
         "seeds=[3]",
     ]
+
+
+def test_a_methods_default_data_is_used_unless_data_is_given(tmp_path, monkeypatch):
+    lab = tmp_path / "lab"
+    (lab / "method").mkdir(parents=True)
+    (lab / "method" / "fine.yaml").write_text("defaults:\n  - baseline\n  - _self_\ndefault_data: qmul_chair\n")
+    monkeypatch.setenv("SBIR_CONFIG_SEARCHPATH", str(lab))
+    cfg = compose(["method=fine"])
+    assert cfg.data.dataset == "qmul_chair" and list(cfg.overrides) == ["method=fine", "data=qmul_chair"]
+    assert cfg.evaluation.monitor == "acc@1", "the data config's evaluation group comes with it"
+    assert compose(["method=fine", "data=synthetic_zs"]).data.splits == ["zeroshot"]
+    assert compose(["method=baseline"]).data.dataset == "synthetic"

@@ -64,7 +64,7 @@ from sbir_bench.data.backbones import BackboneSpec
 from sbir_bench.data.contours import ContourMaps, PhotoWithContour, photo_contours
 from sbir_bench.data.feature_cache import extract_features
 from sbir_bench.data.images import image_transform, load_image
-from sbir_bench.data.records import Catalog, DataInfo, DatasetError, Split
+from sbir_bench.data.records import TEST_TRIPLETS, Catalog, DataInfo, DatasetError, Split
 from sbir_bench.data.semantics import class_attribute_vectors, class_word_vectors
 from sbir_bench.registry import DATASETS
 
@@ -702,6 +702,28 @@ class RetrievalDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         """[queries, gallery] of the test part."""
         return self._eval_loaders("test")
+
+    def test_triplets(self) -> np.ndarray | None:
+        """The dataset's annotated test triplets (``Catalog.triplets["fine_grained_test"]``, record indices)
+        as int [T, 3] (query, positive, negative) positions in the test part's query and gallery order, for
+        ``triplet_acc``; None when the dataset has none or the split is not fine-grained. A triplet whose
+        items are not in the test part is an error naming it."""
+        triplets = self.catalog.triplets.get(TEST_TRIPLETS)
+        if triplets is None or self.split_.setting != "fine_grained":
+            return None
+        triplets = np.asarray(triplets, dtype=np.int64).reshape(-1, 3)
+        positions = []
+        for column, side in ((0, "query"), (1, "gallery"), (2, "gallery")):
+            part = self.split_.part(f"test_{side}")
+            position = pd.Series(np.arange(len(part)), index=part).reindex(triplets[:, column])
+            if position.isna().any():
+                bad = int(np.flatnonzero(position.isna().to_numpy())[0])
+                raise DatasetError(
+                    f"{self.catalog.name}: test triplet {bad} {triplets[bad].tolist()} names record "
+                    f"{int(triplets[bad, column])}, which is not a test {side} item"
+                )
+            positions.append(position.to_numpy(dtype=np.int64))
+        return np.stack(positions, axis=1)
 
     # --- records for visualisation ---------------------------------------------------------------------
     def _part_records(self, part: str, side: str) -> pd.DataFrame:

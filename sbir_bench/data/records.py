@@ -87,6 +87,9 @@ class Split:
         return {part: int(len(self.part(part))) for part in SPLIT_PARTS}
 
 
+TEST_TRIPLETS = "fine_grained_test"  # Catalog.triplets key of the annotated test triplets (triplet_acc)
+
+
 @dataclass
 class Catalog:
     """Everything a reader knows about one dataset."""

@@ -38,7 +38,7 @@ from sbir_bench.efficiency import (
     hardware_description,
 )
 from sbir_bench.files import atomic_write_text
-from sbir_bench.leaderboard import references
+from sbir_bench.leaderboard import fine_grained, references
 from sbir_bench.leaderboard.record import RunRecord, scan_records
 from sbir_bench.leaderboard.select import (
     TABLED_SETTINGS,
@@ -427,16 +427,24 @@ def write_leaderboard(
     return csv_path, markdown_path
 
 
-def _csv_rows(text: str) -> dict[tuple[str, ...], dict[str, str]]:
-    return {tuple(row.get(k) or "" for k in KEY_COLUMNS): row for row in csv.DictReader(io.StringIO(text))}
+def _csv_rows(text: str, key_columns: Sequence[str]) -> dict[tuple[str, ...], dict[str, str]]:
+    return {tuple(row.get(k) or "" for k in key_columns): row for row in csv.DictReader(io.StringIO(text))}
 
 
-def changed_rows(previous_csv: str, table: pd.DataFrame) -> list[dict[str, str]]:
+def changed_rows(
+    previous_csv: str,
+    table: pd.DataFrame,
+    *,
+    key_columns: Sequence[str] = KEY_COLUMNS,
+    headline: Sequence[str] = tuple(f"{p}_{m}" for p in SETTING_PREFIX.values() for m in HEADLINE_METRICS),
+    formatted: Any = None,
+) -> list[dict[str, str]]:
     """Rows of ``table`` added or changed against the previous CSV text (compared as written, 4 decimals),
     then rows that disappeared. Each: ``change`` (added/changed/removed), the key, the headline values
-    and ``changed_columns``."""
-    before, after = _csv_rows(previous_csv), _csv_rows(format_csv(table))
-    headline = [f"{p}_{m}" for p in SETTING_PREFIX.values() for m in HEADLINE_METRICS]
+    and ``changed_columns``. The defaults describe the category-level table; the fine-grained one passes
+    its own key, headline columns and CSV writer."""
+    before = _csv_rows(previous_csv, key_columns)
+    after = _csv_rows((formatted or format_csv)(table), key_columns)
     changes: list[dict[str, str]] = []
     for key, row in [*after.items(), *((k, r) for k, r in before.items() if k not in after)]:
         old = before.get(key)
@@ -453,7 +461,7 @@ def changed_rows(previous_csv: str, table: pd.DataFrame) -> list[dict[str, str]]
         changes.append(
             {
                 "change": kind,
-                **dict(zip(KEY_COLUMNS, key, strict=True)),
+                **dict(zip(key_columns, key, strict=True)),
                 **{c: row.get(c) or "" for c in headline},
                 "changed_columns": ", ".join(columns),
             }
@@ -469,6 +477,7 @@ class Rebuilt:
     table: pd.DataFrame
     changes: list[dict[str, str]]
     selection: Selection
+    fine_grained: pd.DataFrame  # the fine-grained table (fine_grained.csv / .md)
     notes: tuple[str, ...]
     unreadable: tuple[SetAside, ...]  # the record files that could not be read (also in selection)
 
@@ -488,7 +497,20 @@ def rebuild_leaderboard(
     previous = Path(out_dir) / CSV_NAME
     changes = changed_rows(previous.read_text(encoding="utf-8") if previous.is_file() else "", table)
     write_leaderboard(table, out_dir, failed_runs(selection))
-    return Rebuilt(table, changes, selection, references.collect(selection.rows).notes, tuple(unread))
+    fine = fine_grained.fine_grained_table(records, fine_grained.load_paper_results())
+    fine_csv = Path(out_dir) / fine_grained.CSV_NAME
+    changes += changed_rows(
+        fine_csv.read_text(encoding="utf-8") if fine_csv.is_file() else "",
+        fine,
+        key_columns=fine_grained.KEY_COLUMNS,
+        headline=fine_grained.HEADLINE_METRICS,
+        formatted=fine_grained.format_csv,
+    )
+    if not fine.empty or fine_csv.is_file():  # no fine-grained file until there are fine-grained records
+        atomic_write_text(fine_csv, fine_grained.format_csv(fine))
+        atomic_write_text(Path(out_dir) / fine_grained.MARKDOWN_NAME, fine_grained.format_markdown(fine))
+    notes = references.collect(selection.rows).notes
+    return Rebuilt(table, changes, selection, fine, notes, tuple(unread))
 
 
 def rebuild(

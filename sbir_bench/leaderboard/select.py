@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sbir_bench.leaderboard.record import RunRecord, record_path
 
 TABLED_SETTINGS = ("traditional", "zeroshot", "gzs")  # the category-level table
+FINE_GRAINED = "fine_grained"  # instance-level records: the fine-grained table (leaderboard/fine_grained.py)
 CUSTOM_PREFIX = "custom-"  # sbir_bench.variant names unnamed variants custom-<config_hash>
 
 
@@ -102,8 +103,13 @@ def _failed_runs(failures: list[RunRecord], config_hash: str, done: set[tuple[st
     return tuple(record for _, record in sorted(latest.items()))
 
 
-def select(records: Iterable[RunRecord], set_aside: Iterable[SetAside] = ()) -> Selection:
-    """Rows and set-aside records (``set_aside``: files already left out, e.g. unreadable ones)."""
+def select(
+    records: Iterable[RunRecord],
+    set_aside: Iterable[SetAside] = (),
+    settings: tuple[str, ...] = TABLED_SETTINGS,
+) -> Selection:
+    """Rows and set-aside records (``set_aside``: files already left out, e.g. unreadable ones), for the
+    table of ``settings`` (the category-level one by default)."""
     records = list(records)
     aside = list(set_aside)
     registered_labels = {r.registered_variant for r in records}
@@ -111,8 +117,9 @@ def select(records: Iterable[RunRecord], set_aside: Iterable[SetAside] = ()) -> 
     failures: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
     for record in records:
         reason = None
-        if record.setting not in TABLED_SETTINGS:
-            reason = f"{record.setting} setting: kept, not tabled on the category-level leaderboard"
+        if record.setting not in settings:
+            table = "the fine-grained table" if record.setting == FINE_GRAINED else "no table yet"
+            reason = f"{record.setting} setting: kept, not tabled here ({table})"
         elif record.status != "ok":
             reason = _failure(record)
             failures[(record.method, record.variant, record.dataset)].append(record)

@@ -13,15 +13,17 @@ class writes into the checkpoint's hyper-parameters as plain data, with the meth
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 
 from sbir_bench.data.records import DataInfo
 from sbir_bench.evaluation.engine import DEFAULT_METRICS, evaluate, gather_embeddings
+from sbir_bench.evaluation.metrics import parse_metric
 from sbir_bench.registry import METHODS
 
 __all__ = ["DataInfo", "RetrievalMethod", "QUERIES", "GALLERY", "METHOD_KEY", "data_hparams", "data_info"]
@@ -68,7 +70,7 @@ class RetrievalMethod(L.LightningModule):
 
     inputs: ClassVar[str] = "features"
     train_sampling: ClassVar[str] = "pairs"
-    distance: str = "cosine"
+    distance: str = "cosine"  # cosine | euclidean | hamming, or "custom": ranked by pairwise_distance
 
     def __init__(
         self, data: DataInfo | Mapping[str, Any], eval_metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS
@@ -90,6 +92,27 @@ class RetrievalMethod(L.LightningModule):
 
     def embed_gallery(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def pairwise_distance(self, queries: Tensor, gallery: Tensor) -> Tensor:
+        """A method's own test-time score when ``distance = "custom"`` (e.g. DMAR's R(s, p)): [Q, D] query
+        and [G, D] gallery embeddings (CPU tensors, as embed_query / embed_gallery return them) -> [Q, G],
+        smaller = closer. The engine ranks by it with the suite's tie rule, knowing nothing else of it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} sets distance='custom' but has no pairwise_distance"
+        )
+
+    @property
+    def ranking_distance(self) -> str | Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """What the engine ranks by: the distance's name, or :meth:`pairwise_distance` as a score function."""
+        if self.distance != "custom":
+            return self.distance
+
+        def score(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                values = self.pairwise_distance(torch.from_numpy(queries), torch.from_numpy(gallery))
+            return values.detach().double().cpu().numpy()
+
+        return score
 
     # --- shared evaluation loop --------------------------------------------------------------------
     def _collect(self, batch: dict[str, Tensor], dataloader_idx: int) -> None:
@@ -137,8 +160,17 @@ class RetrievalMethod(L.LightningModule):
         self._buffers_by_loader = {}
         (q, ql), (g, gl) = gathered["query"], gathered["gallery"]
         self.last_embeddings = {"query": (q, ql), "gallery": (g, gl)}
+        triplets = self._test_triplets() if stage == "test" else None
+        names = [m for m in self.eval_metrics if triplets is not None or not parse_metric(m).on_triplets]
         metrics = evaluate(  # test results carry chance/<m> and ceiling/<m> beside each metric
-            q, ql, g, gl, distance=self.distance, metrics=self.eval_metrics, references=stage == "test"
+            q,
+            ql,
+            g,
+            gl,
+            distance=self.ranking_distance,
+            metrics=names,
+            references=stage == "test",
+            triplets=triplets,
         )
         self.last_metrics = metrics
         # every rank holds the same gathered data and so the same numbers: no sync needed. Counts
@@ -146,6 +178,14 @@ class RetrievalMethod(L.LightningModule):
         scores = {f"{stage}/{k}": float(v) for k, v in metrics.items() if not k.startswith("n_")}
         self.log_dict(scores, sync_dist=False)
         return metrics
+
+    def _test_triplets(self) -> np.ndarray | None:
+        """The test part's annotated triplets as (query, positive, negative) positions (fine-grained data
+        such as QMUL's), or None: then ``triplet_acc`` is left out of the record."""
+        trainer = getattr(self, "_trainer", None)
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        triplets = getattr(datamodule, "test_triplets", None)
+        return triplets() if callable(triplets) else None
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

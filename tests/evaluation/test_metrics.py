@@ -176,7 +176,19 @@ def test_metric_names_parse(name, k, function):
 
 @pytest.mark.parametrize(
     "name",
-    ["p@0", "map@", "P@100", "p@100_yelamarthi", "p@100_voc", "map@all_minr", "mAP", "acc@0", "acc@1_voc", "triplet_acc@1", "p@-1"],
+    [
+        "p@0",
+        "map@",
+        "P@100",
+        "p@100_yelamarthi",
+        "p@100_voc",
+        "map@all_minr",
+        "mAP",
+        "acc@0",
+        "acc@1_voc",
+        "triplet_acc@1",
+        "p@-1",
+    ],
 )
 def test_unknown_metric_names_are_refused_with_the_known_forms(name):
     with pytest.raises(ValueError, match=r"map@<K>_yelamarthi"):
