@@ -24,7 +24,7 @@ from sbir_bench.methods.fine_grained import DMAR, DMARNoAP, DMARNoAPAR, DMARNoAR
 
 LN3 = math.log(3.0)  # sigmoid(ln 3) = 3 / 4
 DATA = DataInfo(num_classes=2, seen_classes=(0, 1), image_size=16, attribute_dim=2)
-SMALL = {"channels": (2, 2, 2, 2, 2), "fc": (6, 4), "image_size": 64}
+SMALL = {"channels": (4, 4, 4, 4, 4), "fc": (16, 4), "image_size": 64}
 
 
 def test_yu_triplet_loss_on_squared_distances_by_hand():
@@ -85,6 +85,7 @@ def test_dmar_score_by_hand():
 
 
 def test_dmar_pairwise_distance_is_the_score_of_its_concatenated_embeddings():
+    torch.manual_seed(0)
     method = DMAR(DATA, ranking_weight=0.5, **SMALL)
     assert method.distance == "custom" and method.net.embedding_dim == 4
     images = torch.rand(5, 3, 16, 16)
