@@ -36,8 +36,9 @@ class SketchANet(nn.Module):
     conv c2@5×5 → ReLU → maxpool 3/2 → (conv c3@3×3 pad 1 → ReLU) × 3 → maxpool 3/2 → fc h1 → ReLU →
     fc h2``; published: c = (64, 128, 256, 256, 256), k1 = 15, s1 = 3, fc (512, 256) on 225 × 225 crops.
 
-    He-initialised (normal, fan-in), biases 0. ``embed`` gives the L2-normalised last layer, ``hidden`` the ReLU of the first fc layer (DMAR's attribute
-    head reads it). ``image_size`` (None: as served) resizes the input first (bilinear, antialiased).
+    He-initialised (normal, fan-in), biases 0. ``embed`` gives the L2-normalised last layer, ``hidden``
+    the ReLU of the first fc layer (DMAR's attribute head reads it). ``input_size``: the size the served
+    images are resized to first (bilinear, antialiased; none when they already have it).
     """
 
     def __init__(
