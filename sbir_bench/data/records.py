@@ -101,10 +101,12 @@ class Catalog:
     class_semantics: np.ndarray | None = None  # [num_classes, dim] side information
     semantics_kind: str = ""  # e.g. "attributes", "word2vec-300"
     instance_attributes: dict[str, np.ndarray] = field(default_factory=dict)
-    # split name -> int [T, 3] record indices (anchor sketch, positive photo, negative photo), e.g. QMUL's
+    # split name -> int [T, 3] record indices (anchor sketch, positive photo, negative photo), e.g. QMUL's:
+    # "<split>" training triplets, "<split>_test" the annotated test triplets
     triplets: dict[str, np.ndarray] = field(default_factory=dict)
     fingerprint: str = ""  # changes whenever the records change; keys feature caches
     pairing: Pairing = "instance"  # see Pairing: how training sketches find their photo or shape
+    attribute_names: list[str] = field(default_factory=list)  # the columns of instance_attributes
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
@@ -130,6 +132,8 @@ class Catalog:
         labels = self.records["label"].to_numpy()
         if labels.min() < 0 or labels.max() >= self.num_classes:
             raise DatasetError(f"{self.name}: labels outside 0..{self.num_classes - 1}")
+        self._validate_attributes()
+        self._validate_triplets()
         for split in self.splits.values():
             if split.setting not in SETTINGS:
                 raise DatasetError(
@@ -150,3 +154,30 @@ class Catalog:
             for part in ("val_query", "val_gallery"):
                 if set(labels[split.part(part)].tolist()) & unseen:
                     raise DatasetError(f"{self.name}/{split.name}: {part} holds unseen classes")
+
+    def _validate_attributes(self) -> None:
+        widths = {np.shape(vector)[-1] for vector in self.instance_attributes.values()}
+        if len(widths) > 1:
+            raise DatasetError(
+                f"{self.name}: instance attribute vectors of different widths {sorted(widths)}"
+            )
+        if self.attribute_names and widths and widths != {len(self.attribute_names)}:
+            names = len(self.attribute_names)
+            raise DatasetError(f"{self.name}: {names} attribute names but vectors of width {widths.pop()}")
+
+    def _validate_triplets(self) -> None:
+        domains = self.records["domain"].to_numpy()
+        for name, triplets in self.triplets.items():
+            triplets = np.asarray(triplets)
+            if triplets.ndim != 2 or triplets.shape[1] != 3:
+                raise DatasetError(
+                    f"{self.name}: triplets[{name!r}] has shape {triplets.shape}; expected [T, 3]"
+                )
+            if len(triplets) == 0:
+                continue
+            if triplets.min() < 0 or triplets.max() >= len(domains):
+                raise DatasetError(f"{self.name}: triplets[{name!r}] index outside the records")
+            if (domains[triplets[:, 0]] != "sketch").any() or (domains[triplets[:, 1:]] == "sketch").any():
+                raise DatasetError(
+                    f"{self.name}: triplets[{name!r}] must be (sketch, photo, photo) record indices"
+                )

@@ -24,7 +24,8 @@ circulation are read (README, "Real datasets"); ``<name>`` is ``shoes`` or ``cha
   (HDF5) files are not read (that would need h5py): the error says to re-save them with ``-v7``.
   Triplets: the annotation JSON, when one is found beside the ``.mat`` files (or where the folder layout
   keeps it), indexes their rows and gives the triplets; without it there are no triplets
-  (``Catalog.triplets`` has no ``fine_grained`` entry) and instances are named ``<subset>_<row>``.
+  (``Catalog.triplets`` has no ``fine_grained`` / ``fine_grained_test`` entry) and instances are named
+  ``<subset>_<row>``.
 
 ``layout="auto"`` (default) takes the folders when present, else the packed files. ``root`` defaults to
 ``$SBIR_DATA/sbir_cvpr2016``; one extra wrapping folder (e.g. ``sbir_cvpr2016_release``) is accepted, and
@@ -35,18 +36,24 @@ item): train = training sketches and photos; val = a deterministic hold-out of `
 training instances (at least one; never a test instance); test_query / test_gallery = test sketches /
 test photos. Instance ids are the photo file stems (``"305"``), unique across train and test.
 ``Catalog.triplets["fine_grained"]`` = the annotation's training triplets as record indices (anchor
-sketch, positive photo, negative photo), keeping those whose three records all stay in the train part.
+sketch, positive photo, negative photo), keeping those whose three records all stay in the train part;
+``Catalog.triplets["fine_grained_test"]`` = the annotation's test triplets, all of them (the positive is
+the photo the annotation names, not necessarily the anchor's own). An index outside its subset is a
+problem naming the file and the entry (``[test][triplets][12]``).
 
 Attributes (DMAR; UNVERIFIED format, the annotation is not public): ``attributes`` names a CSV with an
 ``instance`` column (instance ids) or an ``image`` column (file names; the stem is the instance, so a
 sketch row and its photo row fall on the same instance and must agree), and binary 0/1 columns, one per
 attribute. Every instance needs a row and every row an instance; the vectors become
-``Catalog.instance_attributes``. A relative path is looked up from the working directory, then from
-the dataset folder.
+``Catalog.instance_attributes`` and the column names ``Catalog.attribute_names``. A relative path is
+looked up from the working directory, then from the dataset folder. Each bad entry is a problem naming
+the file, the row (line number) and its key: a row of the wrong width, a cell that is not 0/1 (or empty),
+rows of one instance that disagree, row keys that match no instance, instances without a row.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -582,45 +589,81 @@ def _attribute_file(attributes: str | os.PathLike[str], dataset_dir: Path) -> Pa
     return path
 
 
-def _read_attributes(path: Path, instances: Sequence[str], problems: list[Problem]) -> dict[str, np.ndarray]:
-    """instance -> float32 binary vector from the CSV (see the module docstring)."""
+def _binary(value: str) -> float | None:
+    """0.0 / 1.0 for a cell holding 0 or 1 (``0``, ``1.0``, ...), None for anything else."""
     try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError) as error:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number in (0.0, 1.0) else None
+
+
+def _read_attributes(
+    path: Path, instances: Sequence[str], problems: list[Problem]
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(instance -> float32 binary vector, attribute names) from the CSV (see the module docstring).
+
+    Every problem is one :class:`Problem` naming the file and the entry (row number as a spreadsheet
+    shows it, its key, the column): rows of the wrong width, non-binary or empty cells, rows of one
+    instance that disagree, keys that match no instance, instances without a row."""
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            table = [row for row in csv.reader(file) if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
         problems.append(Problem(str(path), f"unreadable attribute table ({error}); expected a CSV file"))
-        return {}
-    key = next((column for column in ("instance", "image") if column in table.columns), None)
+        return {}, []
+    header = [cell.strip() for cell in table[0]] if table else []
+    key = next((column for column in ("instance", "image") if column in header), None)
     if key is None:
-        problems.append(
-            Problem(str(path), f"no 'instance' or 'image' column (columns: {list(table.columns)})")
-        )
-        return {}
-    values = table.drop(columns=[c for c in ("instance", "image") if c in table.columns])
-    not_binary = [c for c in values.columns if not values[c].isin([0, 1]).all()]
-    if values.shape[1] == 0 or not_binary:
-        problems.append(
-            Problem(
-                str(path), f"attribute columns must hold only 0/1; not binary: {not_binary or 'no columns'}"
-            )
-        )
-        return {}
-    keys = table[key].astype(str)
-    if key == "image":
-        keys = keys.map(lambda name: Path(name).stem)
+        problems.append(Problem(str(path), f"no 'instance' or 'image' column (columns: {header})"))
+        return {}, []
+    value_columns = [i for i, column in enumerate(header) if column not in ("instance", "image")]
+    names = [header[i] for i in value_columns]
+    if not names:
+        problems.append(Problem(str(path), "no attribute columns; expected one 0/1 column per attribute"))
+        return {}, []
+    found = len(problems)
     vectors: dict[str, np.ndarray] = {}
-    for instance, row in zip(keys, values.to_numpy(dtype=np.float32), strict=True):
-        if instance in vectors and not np.array_equal(vectors[instance], row):
-            problems.append(Problem(str(path), f"rows for instance {instance!r} disagree"))
-        vectors[instance] = row
-    unknown = sorted(set(vectors) - set(instances))
+    keys: set[str] = set()  # every row's instance, a bad row's too (it is not also "missing")
+    for line, row in enumerate(table[1:], start=2):
+        cells = [cell.strip() for cell in row]
+        name = cells[header.index(key)] if len(cells) > header.index(key) else ""
+        instance = Path(name).stem if key == "image" else name
+        keys.add(instance)
+        entry = f"row {line} ({key} {name!r})"
+        if len(cells) != len(header):
+            problems.append(
+                Problem(str(path), f"{entry} has {len(cells)} values; expected {len(header)} (the header's)")
+            )
+            continue
+        values = [_binary(cells[i]) for i in value_columns]
+        bad = [(header[i], cells[i]) for i, value in zip(value_columns, values, strict=True) if value is None]
+        if bad:
+            shown = ", ".join(f"{column}={value!r}" for column, value in bad[:5])
+            problems.append(
+                Problem(str(path), f"{entry}: not 0/1: {shown}" + (" ..." if len(bad) > 5 else ""))
+            )
+            continue
+        vector = np.asarray(values, dtype=np.float32)
+        if instance in vectors and not np.array_equal(vectors[instance], vector):
+            problems.append(
+                Problem(str(path), f"{entry} disagrees with an earlier row of instance {instance!r}")
+            )
+        vectors[instance] = vector
+    unknown = sorted(keys - set(instances))
     if unknown:
         problems.append(
-            Problem(str(path), f"{len(unknown)} row key(s) match no instance, e.g. {unknown[0]!r}")
+            Problem(str(path), f"{len(unknown)} row key(s) match no instance: {_listed(unknown)}")
         )
-    missing = [instance for instance in instances if instance not in vectors]
+    missing = [instance for instance in instances if instance not in keys]
     if missing:
-        problems.append(Problem(str(path), f"no row for {len(missing)} instance(s), e.g. {missing[0]!r}"))
-    return vectors
+        problems.append(Problem(str(path), f"no row for {len(missing)} instance(s): {_listed(missing)}"))
+    return ({} if len(problems) > found else vectors), names
+
+
+def _listed(names: Sequence[str], shown: int = 10) -> str:
+    text = ", ".join(repr(name) for name in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 # --- catalog ------------------------------------------------------------------------------------------------
@@ -633,7 +676,11 @@ def _val_positions(count: int, val_fraction: float) -> np.ndarray:
 
 
 def _catalog(
-    spec: QmulSpec, source: _Source, val_fraction: float, attributes: dict, fingerprint: str
+    spec: QmulSpec,
+    source: _Source,
+    val_fraction: float,
+    attributes: tuple[dict[str, np.ndarray], list[str]],
+    fingerprint: str,
 ) -> Catalog:
     rows, start = [], {}
     for subset in SUBSETS:
@@ -671,24 +718,29 @@ def _catalog(
         test_gallery=photo("test", np.arange(num_test)),
     )
     triplets = {}
-    positions = source.subsets["train"].triplets
-    if positions is not None:
-        as_records = np.column_stack(
-            [
-                sketch("train", positions[:, 0]),
-                photo("train", positions[:, 1]),
-                photo("train", positions[:, 2]),
-            ]
-        )
-        triplets["fine_grained"] = as_records[np.isin(as_records, split.train).all(axis=1)]
+    for subset, name in (("train", "fine_grained"), ("test", "fine_grained_test")):
+        positions = source.subsets[subset].triplets
+        if positions is not None:
+            as_records = np.column_stack(
+                [
+                    sketch(subset, positions[:, 0]),
+                    photo(subset, positions[:, 1]),
+                    photo(subset, positions[:, 2]),
+                ]
+            )
+            if subset == "train":  # a validation instance's triplets would leak it into training
+                as_records = as_records[np.isin(as_records, split.train).all(axis=1)]
+            triplets[name] = as_records
+    vectors, names = attributes
     catalog = Catalog(
         name=spec.dataset,
         records=records,
         class_names=[spec.category],
         splits={"fine_grained": split},
-        instance_attributes=attributes,
+        instance_attributes=vectors,
         triplets=triplets,
         fingerprint=fingerprint,
+        attribute_names=names if vectors else [],
     )
     catalog.validate()
     return catalog
@@ -703,7 +755,7 @@ def _read(
     attributes: str | os.PathLike[str] | None,
     cache_dir: str | Path | None,
     progress: bool,
-) -> tuple[_Source, dict[str, np.ndarray], list[Path]]:
+) -> tuple[_Source, tuple[dict[str, np.ndarray], list[str]], list[Path]]:
     """Read the tree; ``cache_dir`` None checks only (packed arrays are loaded, not written)."""
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -714,7 +766,7 @@ def _read(
         source = _read_folders(folder, spec)
     else:
         source = _read_packed(folder, spec, packed_photos, cache_dir, progress)
-    vectors: dict[str, np.ndarray] = {}
+    vectors: tuple[dict[str, np.ndarray], list[str]] = ({}, [])
     extra_files = []
     if attributes is not None:
         path = _attribute_file(attributes, folder)

@@ -120,14 +120,40 @@ def _clutter(
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
-def render_photo(
-    parts: ShapeParts, pose: Pose, image_size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the photo (uint8 [H, W, 3]) and the object's coverage mask (float [H, W] in [0, 1])."""
-    frame = image_size * PHOTO_SUPERSAMPLE
-    placed = _fit_to_frame(
-        parts.map(pose.apply), frame, fill=float(rng.uniform(0.5, 0.85)), shift=rng.uniform(-0.9, 0.9, 2)
+def _place_photo(
+    parts: ShapeParts, pose: Pose, frame: int, rng: np.random.Generator, fill: tuple[float, float]
+) -> ShapeParts:
+    """The photo's placement: the first draws of its stream (:func:`render_edge_map` repeats them)."""
+    return _fit_to_frame(
+        parts.map(pose.apply), frame, fill=float(rng.uniform(*fill)), shift=rng.uniform(-0.9, 0.9, 2)
     )
+
+
+def _detail_lines(placed: ShapeParts, frame: int, width: int) -> np.ndarray:
+    """Coverage (float [H, W] in [0, 1] at ``frame / PHOTO_SUPERSAMPLE``) of the open interior curves."""
+    image = Image.new("L", (frame, frame), 0)
+    draw = ImageDraw.Draw(image)
+    for line in placed.details:
+        draw.line([tuple(p) for p in line.tolist()], fill=255, width=width, joint="curve")
+    return np.asarray(image.reduce(PHOTO_SUPERSAMPLE), dtype=np.float32) / 255.0
+
+
+def render_photo(
+    parts: ShapeParts,
+    pose: Pose,
+    image_size: int,
+    rng: np.random.Generator,
+    fill: tuple[float, float] = (0.5, 0.85),
+    clutter: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the photo (uint8 [H, W, 3]) and the object's coverage mask (float [H, W] in [0, 1]).
+
+    The object's bounding box spans a random share in ``fill`` of the frame; ``parts.details`` (seams,
+    laces: empty for the category-level shapes) are drawn as lines over the object, dark on a light one
+    and light on a dark one; ``clutter`` < 1
+    fades the background towards white (0: a plain white backdrop, as product shots)."""
+    frame = image_size * PHOTO_SUPERSAMPLE
+    placed = _place_photo(parts, pose, frame, rng, fill)
     mask_image = Image.new("L", (frame, frame), 0)
     draw = ImageDraw.Draw(mask_image)
     for solid in placed.solids:
@@ -150,7 +176,13 @@ def render_photo(
     second = _rgb(hue + rng.uniform(-0.08, 0.08), rng.uniform(0.3, 1.0), rng.uniform(0.2, 0.6))
     mix = _texture(rng, xx, yy)[..., None]
     obj = ((1 - mix) * first + mix * second) * shade[..., None]
+    if placed.details:
+        lines = _detail_lines(placed, frame, width=PHOTO_SUPERSAMPLE * max(1, image_size // 48))
+        ink = 0.08 if float(first.mean()) > 0.45 else 0.92  # a seam shows dark on light, light on dark
+        obj = obj * (1.0 - lines[..., None]) + ink * lines[..., None]
     background = _clutter(rng, image_size, hue, xx, yy)
+    if clutter < 1.0:
+        background = clutter * background + (1.0 - clutter)
     photo = mask[..., None] * obj + (1 - mask[..., None]) * background
     photo += rng.normal(0.0, 0.02, photo.shape).astype(np.float32)
     return (np.clip(photo, 0.0, 1.0) * 255).round().astype(np.uint8), mask
@@ -225,7 +257,7 @@ def render_sketch(parts: ShapeParts, pose: Pose, image_size: int, rng: np.random
         count = len(parts.body)
         first, length = int(rng.integers(count)), int(rng.integers(count // 10, count // 4))
         arc = np.take(parts.body, np.arange(first, first + length), axis=0, mode="wrap")
-        parts = replace(parts, details=[arc * rng.uniform(0.6, 0.8)])
+        parts = replace(parts, details=[*parts.details, arc * rng.uniform(0.6, 0.8)])
     distorted = parts.map(lambda p: warp(pose.apply(p, extra_angle) @ affine.T))
     placed = _fit_to_frame(
         distorted, frame, fill=float(rng.uniform(0.7, 0.92)), shift=rng.uniform(-0.4, 0.4, 2)
@@ -268,3 +300,34 @@ def render_sketch(parts: ShapeParts, pose: Pose, image_size: int, rng: np.random
     if free:
         strokes = ImageChops.lighter(strokes, ink(free))
     return np.asarray(ImageChops.invert(strokes).reduce(SKETCH_SUPERSAMPLE))
+
+
+def render_edge_map(
+    parts: ShapeParts,
+    pose: Pose,
+    image_size: int,
+    rng: np.random.Generator,
+    fill: tuple[float, float] = (0.5, 0.85),
+) -> np.ndarray:
+    """The photo's edge map, as the original fine-grained protocol serves photos (edges of product shots
+    on a white background): uint8 [H, W], dark lines on white, the object's outline, holes and
+    interior curves placed exactly as in :func:`render_photo` given a generator in the same state;
+    no clutter, no texture, no wobble."""
+    frame = image_size * PHOTO_SUPERSAMPLE
+    placed = _place_photo(parts, pose, frame, rng, fill)
+    mask = Image.new("L", (frame, frame), 0)
+    draw = ImageDraw.Draw(mask)
+    for solid in placed.solids:
+        _polygon(draw, solid, 255)
+    for cutout in placed.cutouts:
+        _polygon(draw, cutout, 0)
+    _polygon(draw, placed.body, 255)
+    for hole in placed.holes:
+        _polygon(draw, hole, 0)
+    width = PHOTO_SUPERSAMPLE * max(1, image_size // 48)
+    outline = ImageChops.subtract(mask.filter(ImageFilter.MaxFilter(2 * width - 1)), mask)
+    ink = np.maximum(
+        np.asarray(outline.reduce(PHOTO_SUPERSAMPLE), dtype=np.float32) / 255.0,
+        _detail_lines(placed, frame, width),
+    )
+    return (255.0 * (1.0 - ink)).round().astype(np.uint8)

@@ -422,16 +422,87 @@ def test_attribute_table_problems(tmp_path):
     rows = [f"{n},1" for n in range(1, TRAIN + TEST)]  # instance 7 has no row
     table.write_text("\n".join(["instance,strap", *rows, "99,0"]) + "\n")
     text = _problem_text(check_qmul_shoe(root=base, attributes=str(table)))
-    assert f"{table}: 1 row key(s) match no instance, e.g. '99'" in text
-    assert f"{table}: no row for 1 instance(s), e.g. '7'" in text
+    assert f"{table}: 1 row key(s) match no instance: '99'" in text
+    assert f"{table}: no row for 1 instance(s): '7'" in text
     table.write_text("instance,strap\n1,2\n")
-    with pytest.raises(DatasetError, match=r"not binary: \['strap'\]"):
+    with pytest.raises(DatasetError, match=r"row 2 \(instance '1'\): not 0/1: strap='2'"):
         build_qmul_shoe(tmp_path / "cache", root=base, attributes=str(table), progress=False)
     table.write_text("name,strap\n1,1\n")
     assert "no 'instance' or 'image' column" in _problem_text(
         check_qmul_shoe(root=base, attributes=str(table))
     )
     assert "attribute table not found" in _problem_text(check_qmul_shoe(root=base, attributes="nope.csv"))
+
+
+def test_every_attribute_entry_problem_is_listed_with_file_and_row(tmp_path):
+    base = make_folders(tmp_path / "data")
+    table = tmp_path / "attributes.csv"
+    rows = [f"{n},1,0" for n in range(1, TRAIN + TEST + 1)]
+    rows[1] = "2,1"  # too few values (wrong width)
+    rows[2] = "3,1,0,1"  # too many
+    rows[3] = "4,0.5,"  # not binary, and an empty cell
+    table.write_text("\n".join(["instance,strap,laces", *rows, "5,0,0"]) + "\n")
+    problems = check_qmul_shoe(root=base, attributes=str(table))
+    text = _problem_text(problems)
+    assert f"{table}: row 3 (instance '2') has 2 values; expected 3 (the header's)" in text
+    assert f"{table}: row 4 (instance '3') has 4 values; expected 3 (the header's)" in text
+    assert f"{table}: row 5 (instance '4'): not 0/1: strap='0.5', laces=''" in text
+    assert f"{table}: row 9 (instance '5') disagrees with an earlier row of instance '5'" in text
+    assert len(problems) == 4
+    with pytest.raises(DatasetError, match=r"4 problem\(s\)"):
+        build_qmul_shoe(tmp_path / "cache", root=base, attributes=str(table), progress=False)
+
+
+def test_attribute_names_are_the_table_columns(tmp_path):
+    base = make_folders(tmp_path / "data")
+    table = tmp_path / "attributes.csv"
+    rows = [f"{n},{n % 2},1.0" for n in range(1, TRAIN + TEST + 1)]
+    table.write_text(
+        "\n".join(["strap,instance,laces", *[f"{r.split(',')[1]},{r.split(',')[0]},1" for r in rows]])
+    )
+    catalog = build_qmul_shoe(tmp_path / "cache", root=base, attributes=str(table), progress=False)
+    assert catalog.attribute_names == ["strap", "laces"]
+    assert catalog.instance_attributes["3"].tolist() == [1.0, 1.0]
+    assert build_qmul_shoe(tmp_path / "cache", root=base, progress=False).attribute_names == []
+
+
+def test_test_triplets_are_kept_as_record_indices_of_the_test_part(tmp_path):
+    base = make_folders(tmp_path / "data")
+    catalog = build_qmul_shoe(tmp_path / "cache", root=base, val_fraction=0.25, progress=False)
+    records, split = catalog.records, catalog.split("fine_grained")
+    triplets = catalog.triplets["fine_grained_test"]
+    assert triplets.dtype == np.int64 and triplets.shape == (2 * TEST, 3)
+    expected = {
+        (str(TRAIN + 1 + a), str(TRAIN + 1 + pos), str(TRAIN + 1 + neg))
+        for a, pairs in enumerate(_triplet_lists(TEST))
+        for pos, neg in pairs
+    }
+    as_instances = {tuple(records.loc[row, "instance"] for row in triplet) for triplet in triplets.tolist()}
+    assert as_instances == expected
+    assert (
+        np.isin(triplets[:, 0], split.test_query).all() and np.isin(triplets[:, 1:], split.test_gallery).all()
+    )
+
+
+def test_packed_layout_keeps_the_annotation_test_triplets(tmp_path):
+    make_packed(tmp_path / "dbs", annotation=True)
+    catalog = build_qmul_shoe(tmp_path / "cache", root=tmp_path, progress=False)
+    assert catalog.triplets["fine_grained_test"].shape == (2 * TEST, 3)
+    make_packed(tmp_path / "plain" / "dbs")
+    assert build_qmul_shoe(tmp_path / "cache", root=tmp_path / "plain", progress=False).triplets == {}
+
+
+def test_test_triplet_index_out_of_range_names_file_and_entry(tmp_path):
+    base = make_folders(tmp_path / "data")
+    _edit_annotation(base, lambda content: content["test"]["triplets"][2].append([0, TEST]))
+    _edit_annotation(base, lambda content: content["test"]["triplets"][1].append([-1, 0]))
+    problems = check_qmul_shoe(root=base)
+    text = _problem_text(problems)
+    annotation = _annotation_file(base)
+    assert f"{annotation}: [test][triplets][1] has 1 pair(s) outside 0..{TEST - 1}, e.g. [-1, 0]" in text
+    assert f"{annotation}: [test][triplets][2] has 1 pair(s) outside 0..{TEST - 1}, e.g. [0, {TEST}]" in text
+    with pytest.raises(DatasetError, match=r"\[test\]\[triplets\]\[2\]"):
+        build_qmul_shoe(tmp_path / "cache", root=base, progress=False)
 
 
 def test_bad_options_are_value_errors(tmp_path):
@@ -516,3 +587,26 @@ def test_baseline_runs_end_to_end_with_instance_level_relevance(tmp_path):
     metrics = record.metrics
     assert 0.0 <= metrics["acc@1"] <= metrics["acc@5"] <= metrics["acc@10"] <= 1.0
     assert 1 / TEST <= metrics["map@200"] <= 1.0 and "p@100" not in metrics
+    assert "triplet_acc" in metrics and record.counts["n_triplets"] > 0, "the annotation's test triplets"
+
+
+def test_data_check_lists_every_attribute_and_triplet_problem(tmp_path, capsys):
+    from sbir_bench.cli import main
+
+    base = make_folders(tmp_path / "data")
+    _edit_annotation(base, lambda content: content["test"]["triplets"][0].append([TEST, 0]))
+    table = tmp_path / "attributes.csv"
+    rows = [f"{n},1" for n in range(2, TRAIN + TEST + 1)]  # instance 1 has no row
+    table.write_text("\n".join(["instance,strap", "2,x", "3,1,1", *rows[2:]]) + "\n")
+    args = ["data", "check", "qmul_shoe", "--root", str(base), "-o", f"attributes={table}"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert "4 problem(s) found" in captured.err
+    assert f"{table}: no row for 1 instance(s): '1'" in lines
+    assert (
+        f"{_annotation_file(base)}: [test][triplets][0] has 1 pair(s) outside 0..{TEST - 1}, e.g. [{TEST}, 0]"
+        in lines
+    )
+    assert f"{table}: row 2 (instance '2'): not 0/1: strap='x'" in lines
+    assert f"{table}: row 3 (instance '3') has 3 values; expected 2 (the header's)" in lines
