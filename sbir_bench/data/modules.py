@@ -57,6 +57,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -86,6 +87,17 @@ EASY_NEGATIVE_PROBABILITY = 0.25  # Yu et al. (CVPR'16): share of annotated nega
 HARD_NEGATIVE_PROBABILITY = 0.5  # attribute_triplets: share of negatives drawn among attribute neighbours
 ATTRIBUTE_NEIGHBOURS = 10  # attribute_triplets: how many nearest same-class photos form the hard pool
 EVAL_PARTS = ("val", "test")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every OmegaConf container (at any depth) turned into a plain dict / list."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    return value
 
 
 class _Inputs:
@@ -379,6 +391,9 @@ class RetrievalDataModule(L.LightningDataModule):
         accelerator: str = "auto",
     ) -> None:
         super().__init__()
+        # plain containers (a config's lists arrive as ListConfig, which checkpoints loaded with
+        # weights_only=True refuse: e.g. synthetic_fg's ``categories``)
+        dataset_kwargs, backbone, semantics = (_plain(v) for v in (dataset_kwargs, backbone, semantics))
         # kept in every checkpoint: ``RetrievalDataModule.load_from_checkpoint`` rebuilds the data of a run
         self.save_hyperparameters(logger=False)  # (the run's config is logged already)
         self.dataset = dataset

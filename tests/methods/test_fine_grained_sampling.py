@@ -214,3 +214,16 @@ def test_missing_annotations_fall_back_to_fine_triplets_with_a_warning(tmp_path,
     with pytest.warns(UserWarning, match=message):
         loader = module.train_dataloader()
     assert isinstance(loader.sampler, modules._EpochDraws) and loader.sampler.negative == "other"
+
+
+def test_config_lists_reach_the_checkpoint_as_plain_lists(tmp_path):
+    """A data config's lists (synthetic_fg's ``categories``) arrive as ListConfig; checkpoints loaded with
+    ``weights_only=True`` refuse those, so the DataModule keeps plain containers."""
+    from omegaconf import OmegaConf
+
+    kwargs = OmegaConf.create({"triplets": True, "nested": {"names": ["shoe", "chair"]}})
+    module = RetrievalDataModule(FAKE, "fine_grained", dataset_kwargs=kwargs, cache_dir=str(tmp_path))
+    saved = module.hparams["dataset_kwargs"]
+    assert type(saved) is dict and type(saved["nested"]["names"]) is list
+    torch.save(dict(module.hparams), tmp_path / "hparams.pt")
+    torch.load(tmp_path / "hparams.pt", weights_only=True)
