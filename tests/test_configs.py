@@ -184,7 +184,8 @@ def test_save_run_config_keeps_the_resolved_config_and_the_overrides(tmp_path):
 def test_a_methods_default_data_is_used_unless_data_is_given(tmp_path, monkeypatch):
     lab = tmp_path / "lab"
     (lab / "method").mkdir(parents=True)
-    (lab / "method" / "fine.yaml").write_text("defaults:\n  - baseline\n  - _self_\ndefault_data: qmul_chair\n")
+    config = "defaults:\n  - baseline\n  - _self_\ndefault_data: qmul_chair\n"
+    (lab / "method" / "fine.yaml").write_text(config)
     monkeypatch.setenv("SBIR_CONFIG_SEARCHPATH", str(lab))
     cfg = compose(["method=fine"])
     assert cfg.data.dataset == "qmul_chair" and list(cfg.overrides) == ["method=fine", "data=qmul_chair"]

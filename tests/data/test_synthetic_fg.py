@@ -230,3 +230,18 @@ def test_clutter_setting_fades_the_background_to_white() -> None:
     background = plain.min(axis=2) > 240  # white up to the photo noise
     assert background.mean() > 0.4
     assert cluttered[background].std() > 30  # the same pixels carry clutter by default
+
+
+def test_catalog_validation_catches_bad_attribute_tables_and_triplets(tiny: Catalog) -> None:
+    from dataclasses import replace
+
+    from sbir_bench.data.records import DatasetError
+
+    with pytest.raises(DatasetError, match="20 attribute names but vectors of width 2"):
+        vectors = {name: vector[:2] for name, vector in tiny.instance_attributes.items()}
+        replace(tiny, instance_attributes=vectors).validate()
+    swapped = tiny.triplets["fine_grained_test"][:, [1, 0, 2]]  # a photo as the anchor
+    with pytest.raises(DatasetError, match=r"must be \(sketch, photo, photo\)"):
+        replace(tiny, triplets={"fine_grained_test": swapped}).validate()
+    with pytest.raises(DatasetError, match="index outside the records"):
+        replace(tiny, triplets={"fine_grained": tiny.triplets["fine_grained"] + len(tiny.records)}).validate()
