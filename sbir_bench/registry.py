@@ -94,6 +94,7 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.caae",
         "sbir_bench.methods.gdh",
         "sbir_bench.methods.dsh",
+        "sbir_bench.methods.fine_grained",
     ),
     entry_point_group=METHOD_ENTRY_POINTS,
 )

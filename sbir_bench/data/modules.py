@@ -15,7 +15,20 @@ Batches:
   ``"triplets"``: positive = the partner as above, negative = a training photo (shape) of another class;
   ``"class_triplets"``: positive = a training photo of the sketch's class (any instance), negative as in
   ``"triplets"`` (coarse-grained, Sangkloy et al. 2016); ``"fine_triplets"``: positive = the partner,
-  negative = any other training photo, of the same class or not (fine-grained).
+  negative = any other training photo, of the same class or not (fine-grained);
+  ``"annotated_triplets"`` (Yu et al., CVPR'16): a random annotated (positive, negative) pair of the
+  sketch (``Catalog.triplets[<split>]``); with probability :data:`EASY_NEGATIVE_PROBABILITY` (0.25) the
+  negative is replaced by a random training photo outside that sketch's annotated negatives (an "easy"
+  negative); a sketch without annotated triplets takes its own photo and any other photo, and a dataset
+  with none falls back to ``"fine_triplets"`` with a warning; ``"attribute_triplets"`` (DMAR, Song et al.,
+  BMVC'16; this suite's rule): positive = the partner; with probability
+  :data:`HARD_NEGATIVE_PROBABILITY` (0.5) the negative is one of the :data:`ATTRIBUTE_NEIGHBOURS` (10)
+  training photos of the sketch's class whose instance attributes differ from the sketch's in the fewest
+  places (Hamming distance, ties by record index), otherwise any other training photo; without instance
+  attributes it falls back to ``"fine_triplets"`` with a warning.
+  When the catalog has instance attributes (``Catalog.instance_attributes``), triplet batches also carry
+  ``"sketch_attributes"``, ``"positive_attributes"``, ``"negative_attributes"`` (float ``[B, N_attr]``,
+  the vectors of the items' instances) and ``info().attribute_dim`` is ``N_attr`` (0 without).
 - validation / test: two loaders, queries (0) then gallery (1), batches ``{"input", "label", "index"}``
   where ``index`` is the position in that query or gallery list (0..N-1), so the evaluation engine can
   drop the duplicates a DistributedSampler pads with.
@@ -35,6 +48,7 @@ sketch (:mod:`sbir_bench.data.contours`), for methods whose image network also s
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +57,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -65,8 +80,24 @@ TRIPLET_RULES = {
     "class_triplets": ("class", "other_class"),
     "fine_triplets": ("partner", "other"),
 }
-TRAIN_SAMPLINGS = ("pairs", *TRIPLET_RULES, "none")
+# fine-grained triplets drawn from per-sketch candidate lists (:class:`_ListedDraws`)
+LISTED_TRIPLETS = ("annotated_triplets", "attribute_triplets")
+TRAIN_SAMPLINGS = ("pairs", *TRIPLET_RULES, *LISTED_TRIPLETS, "none")
+EASY_NEGATIVE_PROBABILITY = 0.25  # Yu et al. (CVPR'16): share of annotated negatives replaced by random ones
+HARD_NEGATIVE_PROBABILITY = 0.5  # attribute_triplets: share of negatives drawn among attribute neighbours
+ATTRIBUTE_NEIGHBOURS = 10  # attribute_triplets: how many nearest same-class photos form the hard pool
 EVAL_PARTS = ("val", "test")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every OmegaConf container (at any depth) turned into a plain dict / list."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    return value
 
 
 class _Inputs:
@@ -151,20 +182,27 @@ class _TripletDataset(_PairDataset):
         labels: np.ndarray,
         inputs: _Inputs,
         record_labels: np.ndarray,
+        record_attributes: np.ndarray | None = None,
     ) -> None:
         super().__init__(sketches, own, labels, inputs)
         self.record_labels = record_labels
+        self.record_attributes = record_attributes  # float32 [num_records, N_attr] or None
 
     def __getitem__(self, item: tuple[int, int, int]) -> dict[str, Any]:  # type: ignore[override]
         position, positive, negative = item
-        return {
-            "sketch": self.inputs(int(self.sketches[position])),
+        sketch = int(self.sketches[position])
+        batch = {
+            "sketch": self.inputs(sketch),
             "positive": self.inputs(positive),
             "negative": self.inputs(negative),
             "label": int(self.labels[position]),
             "positive_label": int(self.record_labels[positive]),
             "negative_label": int(self.record_labels[negative]),
         }
+        if self.record_attributes is not None:
+            for key, record in (("sketch", sketch), ("positive", positive), ("negative", negative)):
+                batch[f"{key}_attributes"] = torch.from_numpy(self.record_attributes[record])
+        return batch
 
 
 class _EpochDraws(Sampler):
@@ -234,6 +272,93 @@ class _EpochDraws(Sampler):
         yield from zip(*(column.tolist() for column in columns), strict=True)
 
 
+class _ListedDraws(Sampler):
+    """Each epoch: a seeded permutation of the training sketches, each with a (positive, negative) pair.
+
+    ``candidates[i]`` (int ``[k_i, 2]`` record indices) lists sketch ``i``'s (positive, negative) pairs;
+    ``pools[i]`` the training photos its random negatives come from. Per sketch one candidate pair is drawn
+    uniformly; with probability ``random_probability`` its negative is replaced by a uniform draw from
+    ``pools[i]`` (so is the pair of a sketch without candidates: its own photo ``own[i]`` and a pool draw).
+    Three uniforms per sketch and epoch from the DataModule's seeded generator, so reruns draw the same.
+    """
+
+    def __init__(
+        self,
+        own: np.ndarray,
+        candidates: list[np.ndarray],
+        pools: list[np.ndarray],
+        random_probability: float,
+        generator: torch.Generator,
+    ) -> None:
+        if any(len(pool) == 0 for pool in pools):
+            raise DatasetError("triplets need at least two training photos")
+        self.own, self.candidates, self.pools = own, candidates, pools
+        self.random_probability = float(random_probability)
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.own)
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        order = torch.randperm(len(self), generator=self.generator).tolist()
+        draws = torch.rand(3, len(self), generator=self.generator, dtype=torch.float64).tolist()
+        pick, replace, pool_pick = draws
+        for i, position in enumerate(order):
+            listed = self.candidates[position]
+            if len(listed):
+                positive, negative = (int(r) for r in listed[int(pick[i] * len(listed))])
+            else:
+                positive, negative = int(self.own[position]), -1
+            if negative < 0 or replace[i] < self.random_probability:
+                pool = self.pools[position]
+                negative = int(pool[int(pool_pick[i] * len(pool))])
+            yield position, positive, negative
+
+
+def _annotated_candidates(
+    sketches: np.ndarray, own: np.ndarray, partners: np.ndarray, triplets: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Yu et al.'s lists: each sketch's annotated (positive, negative) rows among ``triplets`` (anchor,
+    positive, negative record indices; rows leaving the training sketches/photos are skipped) and its pool
+    of easy negatives, the training photos outside its annotated triplets (all other photos when that
+    leaves none)."""
+    position_of = {int(record): i for i, record in enumerate(sketches)}
+    in_partners = np.isin(triplets[:, 1:], partners).all(axis=1)
+    rows: list[list[tuple[int, int]]] = [[] for _ in sketches]
+    for anchor, positive, negative in triplets[in_partners].tolist():
+        if anchor in position_of:
+            rows[position_of[anchor]].append((positive, negative))
+    candidates, pools = [], []
+    for i, listed in enumerate(rows):
+        candidates.append(np.asarray(listed, dtype=np.int64).reshape(-1, 2))
+        pool = np.setdiff1d(partners, [int(own[i]), *(r for pair in listed for r in pair)])
+        pools.append(pool if len(pool) else np.setdiff1d(partners, [int(own[i])]))
+    return candidates, pools
+
+
+def _attribute_candidates(
+    sketch_attributes: np.ndarray,
+    sketch_labels: np.ndarray,
+    own: np.ndarray,
+    partners: np.ndarray,
+    partner_attributes: np.ndarray,
+    partner_labels: np.ndarray,
+    neighbours: int = ATTRIBUTE_NEIGHBOURS,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """DMAR's attribute-driven lists (this suite's rule): each sketch's hard pairs (own photo, n) for the
+    ``neighbours`` training photos n of its class, own photo excluded, whose attribute vectors differ from
+    the sketch's in the fewest places (ties by record index), and its pool, every other training photo."""
+    mismatches = (sketch_attributes[:, None, :] != partner_attributes[None, :, :]).sum(axis=2)
+    candidates, pools = [], []
+    for i, positive in enumerate(own.tolist()):
+        same = (partner_labels == sketch_labels[i]) & (partners != positive)
+        ranked = np.lexsort((partners[same], mismatches[i, same]))[:neighbours]
+        hard = partners[same][ranked]
+        candidates.append(np.stack([np.full(len(hard), positive), hard], axis=1).astype(np.int64))
+        pools.append(partners[partners != positive])
+    return candidates, pools
+
+
 class RetrievalDataModule(L.LightningDataModule):
     """One split of a registered dataset, as features or images, for training and retrieval evaluation.
 
@@ -266,6 +391,9 @@ class RetrievalDataModule(L.LightningDataModule):
         accelerator: str = "auto",
     ) -> None:
         super().__init__()
+        # plain containers (a config's lists arrive as ListConfig, which checkpoints loaded with
+        # weights_only=True refuse: e.g. synthetic_fg's ``categories``)
+        dataset_kwargs, backbone, semantics = (_plain(v) for v in (dataset_kwargs, backbone, semantics))
         # kept in every checkpoint: ``RetrievalDataModule.load_from_checkpoint`` rebuilds the data of a run
         self.save_hyperparameters(logger=False)  # (the run's config is logged already)
         self.dataset = dataset
@@ -386,8 +514,32 @@ class RetrievalDataModule(L.LightningDataModule):
             feature_dim=None if self._features is None else int(self._features.shape[1]),
             image_size=self.backbone.image_size,
             class_semantics=catalog.class_semantics,
+            attribute_dim=self._attribute_dim(),
             dataset=catalog.name,
         )
+
+    def _attribute_dim(self) -> int:
+        vectors = self.catalog.instance_attributes
+        return int(len(next(iter(vectors.values())))) if vectors else 0
+
+    def _record_attributes(self, needed: np.ndarray) -> np.ndarray | None:
+        """float32 ``[num_records, N_attr]``: each record's instance attributes (None when the catalog has
+        none); every record in ``needed`` must have a vector (zeros elsewhere)."""
+        vectors = self.catalog.instance_attributes
+        if not vectors:
+            return None
+        instances = self.catalog.records["instance"].to_numpy()
+        missing = sorted({str(instances[r]) for r in needed.tolist()} - set(vectors))
+        if missing:
+            raise DatasetError(
+                f"{self.catalog.name}/{self.split}: {len(missing)} training instances have no attribute "
+                f"vector, e.g. {missing[0]!r}"
+            )
+        table = np.zeros((len(instances), self._attribute_dim()), dtype=np.float32)
+        for record, instance in enumerate(instances):
+            if instance in vectors:
+                table[record] = np.asarray(vectors[instance], dtype=np.float32)
+        return table
 
     # --- loaders ---------------------------------------------------------------------------------------
     def _inputs(self, train: bool) -> _Inputs:
@@ -457,12 +609,24 @@ class RetrievalDataModule(L.LightningDataModule):
         sketches, own, labels, partners = self._training_sets()
         inputs = self._inputs(train=True)
         drop_last = len(sketches) % self.batch_size == 1 < len(sketches)  # BatchNorm cannot train on one item
-        positive, negative = TRIPLET_RULES.get(self.train_sampling, ("partner", None))
+        if self.train_sampling in LISTED_TRIPLETS:
+            sampler = self._listed_draws(sketches, own, labels, partners)
+            if sampler is not None:
+                dataset = self._triplet_dataset(sketches, own, labels, inputs, partners)
+                return self._loader(
+                    dataset,
+                    self.batch_size,
+                    sampler=sampler,
+                    generator=self._train_generator,
+                    drop_last=drop_last,
+                )
+            positive, negative = TRIPLET_RULES["fine_triplets"]  # the fallback (warned)
+        else:
+            positive, negative = TRIPLET_RULES.get(self.train_sampling, ("partner", None))
         if negative is None:
             dataset: Dataset = _PairDataset(sketches, own, labels, inputs)
         else:
-            record_labels = self.catalog.records["label"].to_numpy()
-            dataset = _TripletDataset(sketches, own, labels, inputs, record_labels)
+            dataset = self._triplet_dataset(sketches, own, labels, inputs, partners)
         if own is not None and negative is None:  # fixed pairs: a plain shuffle
             return self._loader(
                 dataset, self.batch_size, shuffle=True, generator=self._train_generator, drop_last=drop_last
@@ -478,6 +642,48 @@ class RetrievalDataModule(L.LightningDataModule):
         return self._loader(
             dataset, self.batch_size, sampler=sampler, generator=self._train_generator, drop_last=drop_last
         )
+
+    def _triplet_dataset(
+        self, sketches: np.ndarray, own: np.ndarray | None, labels: np.ndarray, inputs: _Inputs, partners
+    ) -> _TripletDataset:
+        record_labels = self.catalog.records["label"].to_numpy()
+        attributes = self._record_attributes(np.concatenate([sketches, partners.index.to_numpy()]))
+        return _TripletDataset(sketches, own, labels, inputs, record_labels, attributes)
+
+    def _listed_draws(
+        self, sketches: np.ndarray, own: np.ndarray | None, labels: np.ndarray, partners: pd.DataFrame
+    ) -> _ListedDraws | None:
+        """The sampler of ``annotated_triplets`` / ``attribute_triplets``, or None (after a warning) when
+        the data has no annotated training triplets / no instance attributes."""
+        where = f"{self.catalog.name}/{self.split}"
+        if own is None:
+            raise DatasetError(f"{where}: train_sampling={self.train_sampling!r} needs instance pairing")
+        records = partners.index.to_numpy()
+        if self.train_sampling == "annotated_triplets":
+            triplets = self.catalog.triplets.get(self.split)
+            if triplets is None or len(triplets) == 0:
+                warnings.warn(
+                    f"{where} has no annotated training triplets: annotated_triplets falls back to "
+                    "fine_triplets (own photo, any other training photo)",
+                    stacklevel=2,
+                )
+                return None
+            candidates, pools = _annotated_candidates(sketches, own, records, np.asarray(triplets))
+            probability = EASY_NEGATIVE_PROBABILITY
+        else:
+            table = self._record_attributes(np.concatenate([sketches, records]))
+            if table is None:
+                warnings.warn(
+                    f"{where} has no instance attributes: attribute_triplets falls back to fine_triplets "
+                    "(own photo, any other training photo)",
+                    stacklevel=2,
+                )
+                return None
+            candidates, pools = _attribute_candidates(
+                table[sketches], labels, own, records, table[records], partners["label"].to_numpy()
+            )
+            probability = 1.0 - HARD_NEGATIVE_PROBABILITY
+        return _ListedDraws(own, candidates, pools, probability, self._train_generator)
 
     def _relevance_labels(self) -> np.ndarray:
         """What makes a gallery item relevant to a query: its class, or (fine-grained) its instance."""

@@ -50,6 +50,7 @@ class DataInfo:
     feature_dim: int | None = None  # set when the DataModule serves cached backbone features
     image_size: int | None = None
     class_semantics: np.ndarray | None = field(default=None, repr=False)  # [num_classes, dim]
+    attribute_dim: int = 0  # width of the per-instance attribute vectors (fine-grained), 0 when none
     dataset: str = ""  # the dataset's name, for error messages (not saved in checkpoints)
 
 

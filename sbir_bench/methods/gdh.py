@@ -59,9 +59,14 @@ Departures (besides the CPU-sized default, ``configs/method/gdh.yaml``):
   while training: the code's resize to 286, random 256 crop and flip); the generators take them in
   [−1, 1] at ``image_size``, H at ``hash_image_size`` (bilinear, antialiased; null: as served);
 - the tested checkpoint is the epoch of best validation mAP@200 (the suite's rule);
-- the fine-grained variant (triplet ranking on squared distances, margin 18:
-  :func:`~sbir_bench.methods.components.domain_migration.squared_triplet_loss`) is not wired yet: ``mode``
-  accepts ``"category"`` only;
+- the fine-grained variant is the registered method ``gdh_fg`` (:class:`GDHFineGrained`, ``mode
+  "fine_grained"``): triplet batches (``annotated_triplets``: the sketch, its photo p⁺ and a negative photo
+  p⁻), the GAN and cycle terms on (sketch, p⁺), and in place of the class-level hash loss and the D/B-steps
+  the triplet hash loss ``mean max(0, m + ‖H(G_I(s)) − H(p⁺)‖² − ‖H(G_I(s)) − H(p⁻)‖²)``, margin m =
+  ``triplet_margin`` = 18 on squared distances as in the released fine-grained code
+  (:func:`~sbir_bench.methods.components.domain_migration.squared_triplet_loss`; averaged over the batch
+  where the code sums); codes are ``sign(H(·))`` as in the category mode. Our reading: instance-level data
+  has no class codes B, so no B-step;
 - under DDP each rank records H's outputs for its own samples only (they only break ties in the B-step).
 
 The training codes B, H's recorded outputs and the image pools are kept out of the state dict (test time
@@ -102,11 +107,12 @@ from sbir_bench.methods.components.domain_migration import (
     lsgan_generator_loss,
     running_stats_frozen,
     sign_codes,
+    squared_triplet_loss,
     unit_to_imagenet,
 )
 from sbir_bench.registry import register_method
 
-MODES = ("category",)
+MODES = ("category", "fine_grained")
 HASH_INITS = ("backbone", "random")
 STATE_KEY = "gdh_training_state"
 SUMMARY_SKETCHES = 8
@@ -155,13 +161,16 @@ class GDH(RetrievalMethod):
     inputs: ClassVar[str] = "images"
     train_sampling: ClassVar[str] = "pairs"
     distance = "hamming"
+    mode_of_class: ClassVar[str] = (
+        "category"  # the mode this class trains (its batches); gdh_fg: fine_grained
+    )
 
     def __init__(
         self,
         data: DataInfo | Mapping[str, Any],
         *,
         bits: int = 64,
-        mode: str = "category",
+        mode: str | None = None,
         image_size: int | None = 32,
         ngf: int = 8,
         ndf: int = 8,
@@ -181,16 +190,24 @@ class GDH(RetrievalMethod):
         hash_init: str = "backbone",
         hash_image_size: int | None = None,
         code_epsilon: float = 1e-5,
+        triplet_margin: float = 18.0,
         eval_metrics: Sequence[str] = DEFAULT_METRICS,
     ) -> None:
         # plain values, not Hydra's ListConfig: checkpoints must load with torch.load(weights_only=True)
         betas, eval_metrics = tuple(float(b) for b in betas), tuple(str(m) for m in eval_metrics)
         if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
             raise ValueError(f"gdh: bits (the code length) must be a positive integer, got {bits!r}")
+        mode = self.mode_of_class if mode is None else mode
         if mode not in MODES:
+            raise ValueError(f"gdh: unknown mode {mode!r}; implemented: {MODES}")
+        if mode != self.mode_of_class:
+            other = "gdh_fg" if mode == "fine_grained" else "gdh"
             raise ValueError(
-                f"gdh: unknown mode {mode!r}; implemented: {MODES} (the fine-grained mode is not wired yet)"
+                f"gdh: mode {mode!r} trains on other batches than this method's: use method={other}"
             )
+        triplet_margin = float(triplet_margin)
+        if not triplet_margin > 0:
+            raise ValueError(f"gdh: triplet_margin must be positive, got {triplet_margin}")
         if image_size is not None and (image_size < 24 or image_size % 4):
             raise ValueError(
                 f"gdh: image_size must be a multiple of 4 and at least 24 (the generators downsample by 4, "
@@ -298,15 +315,7 @@ class GDH(RetrievalMethod):
 
     def on_train_epoch_start(self) -> None:
         """Learning rates of the epoch, then GDH's D-step and B-step on the training codes."""
-        epoch, max_epochs = self.current_epoch, int(self.trainer.max_epochs or 1)
-        factor = linear_decay_factor(epoch, self.hparams.lr_decay_start, max_epochs)
-        *adversarial, hashing = self.optimizers()
-        for optimiser in adversarial:
-            for group in optimiser.param_groups:
-                group["lr"] = self.hparams.lr * factor
-        step = self.hparams.hash_lr_step
-        for group in hashing.param_groups:
-            group["lr"] = self.hparams.hash_lr * (0.1 ** (epoch // step) if step > 0 else 1.0)
+        self._set_learning_rates()
         if self._codes is None:
             self._start_codes()
         assert self._codes is not None and self._labels_onehot is not None
@@ -319,6 +328,18 @@ class GDH(RetrievalMethod):
             epsilon=self.hparams.code_epsilon,
         )
         self._codes.update(b_image=b_image, b_sketch=b_sketch)
+
+    def _set_learning_rates(self) -> None:
+        """The G/D learning rate's linear decay and H's step schedule, for the current epoch."""
+        epoch, max_epochs = self.current_epoch, int(self.trainer.max_epochs or 1)
+        factor = linear_decay_factor(epoch, self.hparams.lr_decay_start, max_epochs)
+        *adversarial, hashing = self.optimizers()
+        for optimiser in adversarial:
+            for group in optimiser.param_groups:
+                group["lr"] = self.hparams.lr * factor
+        step = self.hparams.hash_lr_step
+        for group in hashing.param_groups:
+            group["lr"] = self.hparams.hash_lr * (0.1 ** (epoch // step) if step > 0 else 1.0)
 
     # --- training ------------------------------------------------------------------------------------------
     def _check(self, loss: Tensor, terms: Mapping[str, Tensor], network: str, lr_name: str) -> None:
@@ -458,4 +479,41 @@ class GDH(RetrievalMethod):
         return {"migrated_sketches": (Image.fromarray(pixels), caption)}
 
 
-__all__ = ["GDH"]
+@register_method("gdh_fg")
+class GDHFineGrained(GDH):
+    """GDH's fine-grained mode (module docstring): triplet batches, the GAN and cycle terms on (sketch, its
+    photo), and the triplet hash loss (margin ``triplet_margin`` on squared distances) on
+    ``H(G_I(sketch))``, ``H(p⁺)``, ``H(p⁻)``; no class codes, no D/B-steps."""
+
+    train_sampling: ClassVar[str] = "annotated_triplets"
+    mode_of_class: ClassVar[str] = "fine_grained"
+
+    def on_fit_start(self) -> None:  # no rows of B: instance-level data has no class codes
+        pass
+
+    def on_train_epoch_start(self) -> None:
+        self._set_learning_rates()
+
+    def _hash_loss(self, batch: dict[str, Tensor], migrated: Tensor) -> Tensor:
+        """``mean max(0, m + ‖H(G_I(s)) − H(p⁺)‖² − ‖H(G_I(s)) − H(p⁻)‖²)`` in one call of H."""
+        inputs = torch.cat(
+            [
+                self.hash_input(migrated, generated=True),
+                self.hash_input(batch["positive"]),
+                self.hash_input(batch["negative"]),
+            ]
+        )
+        anchor, positive, negative = self.hash_net(inputs).split(migrated.shape[0])
+        return squared_triplet_loss(anchor, positive, negative, margin=self.hparams.triplet_margin)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """GDH's training step with the sketch's own photo (the triplet's positive) as its pair."""
+        missing = [key for key in ("sketch", "positive", "negative") if key not in batch]
+        if missing:
+            raise KeyError(
+                f"gdh_fg trains on triplet batches (sketch, positive, negative); this one lacks {missing}"
+            )
+        super().training_step({**batch, "photo": batch["positive"]}, batch_idx)
+
+
+__all__ = ["GDH", "GDHFineGrained"]
