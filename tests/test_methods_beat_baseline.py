@@ -1,6 +1,10 @@
 """The quality bar of every trained method (issue "image method zoo"): on the traditional setting of the
 embedded default, its mean mAP@200 over seeds 0, 1, 2 beats the untrained baseline by more than the seeds'
 spread (max − min) and by at least MARGIN. The committed leaderboard holds the full result (`make bench-all`).
+Fine-grained methods (trained on instance-level triplets) are held to their own track's bar: on
+``synthetic_fg_edge``, ``triplet_fg`` beats the baseline on acc@10 and triplet_acc by more than the spread.
+acc@1 (200 queries: one query is 0.005) is reported by the leaderboard, not asserted: its seed spread is
+of the order of the gain (README, fine-grained rows).
 
 In the ``slow`` group (`make test-all`): the default data's stand-in pre-training alone takes ~8 min on one
 thread, then each method runs its CPU-default configuration three times.
@@ -21,7 +25,12 @@ from .conftest import quiet_run_in
 
 SEEDS = (0, 1, 2)
 MARGIN = 0.005  # absolute mAP@200, on top of the seeds' spread
-TRAINED = [name for name in list_methods() if METHODS.get(name).train_sampling != "none"]
+FINE_GRAINED_SAMPLING = ("annotated_triplets", "attribute_triplets")
+TRAINED = [
+    name
+    for name in list_methods()
+    if METHODS.get(name).train_sampling not in ("none", *FINE_GRAINED_SAMPLING)
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +54,25 @@ def test_a_trained_method_beats_the_baseline_on_the_traditional_setting(
     spread = max(scores) - min(scores)
     gain = statistics.fmean(scores) - baseline_map
     assert gain > max(spread, MARGIN), f"{method}: {scores} vs baseline {baseline_map:.4f}"
+
+
+@pytest.mark.slow
+def test_the_fine_grained_triplet_network_beats_the_baseline_on_instances(tmp_path, shared_cache):
+    data = "data=synthetic_fg_edge"
+    bench(compose(["method=baseline", data, *quiet_run_in(tmp_path / "baseline", shared_cache)]))
+    (baseline,) = read_records(tmp_path / "baseline" / "results")
+    overrides = [
+        "method=triplet_fg",
+        data,
+        "seeds=[0,1,2]",
+        *quiet_run_in(tmp_path / "triplet", shared_cache),
+    ]
+    bench(compose(overrides))
+    records = [r for r in read_records(tmp_path / "triplet" / "results") if r.status == "ok"]
+    assert len(records) == len(SEEDS)
+    for metric in ("acc@10", "triplet_acc"):
+        scores = [r.metrics[metric] for r in records]
+        gain = statistics.fmean(scores) - baseline.metrics[metric]
+        assert gain > max(max(scores) - min(scores), MARGIN), (
+            f"{metric}: {scores} vs {baseline.metrics[metric]}"
+        )
