@@ -39,6 +39,7 @@ from sbir_bench.efficiency import (
 )
 from sbir_bench.files import atomic_write_text
 from sbir_bench.leaderboard import fine_grained, references
+from sbir_bench.leaderboard.cells import efficiency_value, mean_present, typed_frame
 from sbir_bench.leaderboard.record import RunRecord, scan_records
 from sbir_bench.leaderboard.select import (
     TABLED_SETTINGS,
@@ -115,18 +116,6 @@ def load_paper_results() -> pd.DataFrame:
     return paper
 
 
-def _efficiency(record: RunRecord, key: str) -> float | None:
-    """One measurement of a record (None for records written before it was measured)."""
-    value = (record.extra.get(EFFICIENCY_KEY) or {}).get(key)
-    return None if value is None else float(value)
-
-
-def _mean(values: Sequence[float | None]) -> float:
-    """The mean of the values that exist, NaN when none does."""
-    present = [value for value in values if value is not None]
-    return sum(present) / len(present) if present else math.nan
-
-
 def _summarise(prefix: str, records: Sequence[RunRecord]) -> dict[str, Any]:
     """Mean, standard error of the mean (sample std / sqrt(n), NaN for n = 1) and n over seeds; the mean
     query and training times."""
@@ -136,8 +125,9 @@ def _summarise(prefix: str, records: Sequence[RunRecord]) -> dict[str, Any]:
         row[f"{prefix}_{metric}"] = values.mean() if len(values) else math.nan
         if metric in HEADLINE_METRICS:
             row[f"{prefix}_{metric}_sem"] = values.sem(ddof=1) if len(values) > 1 else math.nan
-    row[f"{prefix}_query_s_per_1k"] = _mean([_efficiency(r, QUERY_SECONDS_PER_1K) for r in records])
-    row[f"{prefix}_train_s"] = _mean([r.train_seconds for r in records])
+    query_seconds = [efficiency_value(r, QUERY_SECONDS_PER_1K) for r in records]
+    row[f"{prefix}_query_s_per_1k"] = mean_present(query_seconds)
+    row[f"{prefix}_train_s"] = mean_present([r.train_seconds for r in records])
     return row
 
 
@@ -170,7 +160,7 @@ def _method_rows(row: Row, paper_by_method: dict[str, dict[str, float]]) -> list
         entry["embedding"] = ", ".join(
             sorted({str(r.extra.get(EFFICIENCY_KEY, {}).get(EMBEDDING)) for r in records} - {"None"})
         )
-        entry["emb_bytes"] = _mean([_efficiency(r, EMBEDDING_BYTES) for r in records])
+        entry["emb_bytes"] = mean_present([efficiency_value(r, EMBEDDING_BYTES) for r in records])
         entry["hardware"] = _hardware(records)
         rows.append(entry)
     return rows
@@ -223,14 +213,7 @@ def table_of(selection: Selection, paper: pd.DataFrame | None = None) -> pd.Data
     paper_by_method = _paper_by_method(paper)
     method_rows = [entry for row in selection.rows for entry in _method_rows(row, paper_by_method)]
     rows = method_rows + _reference_rows(selection.rows, references.collect(selection.rows))
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
-    for column in COLUMNS:
-        if column in TEXT_COLUMNS:
-            table[column] = table[column].astype(object)
-        elif column in COUNT_COLUMNS:
-            table[column] = table[column].astype("int64")
-        else:
-            table[column] = table[column].astype("float64")
+    table = typed_frame(rows, COLUMNS, TEXT_COLUMNS, COUNT_COLUMNS)
     table["_order"] = [ROW_ORDER.get(method, 0) for method in table["method"]]
     ascending = [column != "zs_map@200" for column in SORT_COLUMNS]
     table = table.sort_values(list(SORT_COLUMNS), ascending=ascending, na_position="last", kind="mergesort")

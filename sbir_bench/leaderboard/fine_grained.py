@@ -21,6 +21,7 @@ import pandas as pd
 
 from sbir_bench.efficiency import EFFICIENCY_KEY, EMBEDDING, EMBEDDING_BYTES, QUERY_SECONDS_PER_1K
 from sbir_bench.leaderboard import references
+from sbir_bench.leaderboard.cells import efficiency_value, mean_present, typed_frame
 from sbir_bench.leaderboard.record import RunRecord
 from sbir_bench.leaderboard.select import FINE_GRAINED, Row, Selection, select
 
@@ -75,16 +76,6 @@ def _paper_values(paper: pd.DataFrame | None) -> dict[tuple[str, str], dict[str,
     return values
 
 
-def _mean(values: Sequence[float | None]) -> float:
-    present = [value for value in values if value is not None]
-    return sum(present) / len(present) if present else math.nan
-
-
-def _efficiency(record: RunRecord, key: str) -> float | None:
-    value = (record.extra.get(EFFICIENCY_KEY) or {}).get(key)
-    return None if value is None else float(value)
-
-
 def _method_rows(row: Row, paper: dict[tuple[str, str], dict[str, float]]) -> list[dict[str, Any]]:
     entries = []
     for split, records in sorted(row.runs.get(FINE_GRAINED, {}).items()) or [("", ())]:
@@ -104,9 +95,9 @@ def _method_rows(row: Row, paper: dict[tuple[str, str], dict[str, float]]) -> li
         entry["embedding"] = ", ".join(
             sorted({str((r.extra.get(EFFICIENCY_KEY) or {}).get(EMBEDDING)) for r in records} - {"None"})
         )
-        entry["emb_bytes"] = _mean([_efficiency(r, EMBEDDING_BYTES) for r in records])
-        entry["query_s_per_1k"] = _mean([_efficiency(r, QUERY_SECONDS_PER_1K) for r in records])
-        entry["train_s"] = _mean([r.train_seconds for r in records])
+        entry["emb_bytes"] = mean_present([efficiency_value(r, EMBEDDING_BYTES) for r in records])
+        entry["query_s_per_1k"] = mean_present([efficiency_value(r, QUERY_SECONDS_PER_1K) for r in records])
+        entry["train_s"] = mean_present([r.train_seconds for r in records])
         entries.append(entry)
     return entries
 
@@ -131,14 +122,7 @@ def fine_grained_table(records: Sequence[RunRecord], paper: pd.DataFrame | None 
     selection: Selection = select([r for r in records if r.setting == FINE_GRAINED], settings=(FINE_GRAINED,))
     paper_values = _paper_values(paper)
     rows = [entry for row in selection.rows for entry in _method_rows(row, paper_values)]
-    table = pd.DataFrame(rows + _reference_rows(selection.rows), columns=list(COLUMNS))
-    for column in COLUMNS:
-        if column in TEXT_COLUMNS:
-            table[column] = table[column].astype(object)
-        elif column in COUNT_COLUMNS:
-            table[column] = table[column].astype("int64")
-        else:
-            table[column] = table[column].astype("float64")
+    table = typed_frame(rows + _reference_rows(selection.rows), COLUMNS, TEXT_COLUMNS, COUNT_COLUMNS)
     order = {method: i + 1 for i, method in enumerate(references.ROW_METHOD.values())}  # chance, ceiling
     table["_order"] = [order.get(method, 0) for method in table["method"]]
     table = table.sort_values(
