@@ -95,6 +95,8 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.gdh",
         "sbir_bench.methods.dsh",
         "sbir_bench.methods.fine_grained",
+        "sbir_bench.methods.shape_siamese",
+        "sbir_bench.methods.shape_cdnn",
     ),
     entry_point_group=METHOD_ENTRY_POINTS,
 )
