@@ -127,10 +127,9 @@ class CDNN(RetrievalMethod):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, terms = self.loss_terms(batch)
+        terms = {name: value.detach() for name, value in terms.items()}
         self.check_loss(loss, terms)
-        self.log_training(
-            loss, {k: v.detach() for k, v in terms.items()}, batch_size=batch["sketch"].shape[0]
-        )
+        self.log_training(loss, terms, batch_size=batch["sketch"].shape[0])
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
