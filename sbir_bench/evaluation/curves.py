@@ -19,13 +19,12 @@ import numpy as np
 
 from sbir_bench.evaluation.engine import RelevanceIndex, label_runs
 from sbir_bench.evaluation.metrics import (
+    CURVE_CONVENTIONS,
     SHREC_RECALL_LEVELS,
     average_precision,
     shrec_precision_at_recall_levels,
 )
 from sbir_bench.evaluation.search import PairwiseScorer, relevant_ranks, to_numpy
-
-CURVE_CONVENTIONS = ("voc", "shrec")
 
 
 @dataclass

@@ -218,6 +218,7 @@ def dcg_log2_i1(relevant_ranks: np.ndarray) -> np.ndarray:
     return _normalised_dcg(relevant_ranks, log2_i1_gains)
 
 
+CURVE_CONVENTIONS = ("voc", "shrec")  # precision-recall curves: VOC interpolated, or SHREC's 20 points
 SHREC_RECALL_LEVELS = np.arange(1, 21) / 20  # the SHREC precision-recall curve's 20 recall levels
 
 
