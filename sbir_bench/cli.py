@@ -210,11 +210,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     out = Path(args.out)
     print(f"{len(rebuilt.table)} row(s) -> {out / 'leaderboard.csv'}, {out / 'leaderboard.md'}")
-    if not rebuilt.fine_grained.empty:
-        print(
-            f"{len(rebuilt.fine_grained)} fine-grained row(s) -> {out / 'fine_grained.csv'}, "
-            f"{out / 'fine_grained.md'}"
-        )
+    for name, table in rebuilt.tracks.items():
+        if not table.empty:
+            print(f"{len(table)} row(s) -> {out / name}, {(out / name).with_suffix('.md')}")
     print(f"{len(rebuilt.changes)} row(s) changed")
     if rebuilt.changes:
         print(pd.DataFrame(rebuilt.changes).to_string(index=False))
