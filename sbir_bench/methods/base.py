@@ -45,6 +45,8 @@ def data_hparams(info: DataInfo) -> dict[str, Any]:
         "feature_dim": None if info.feature_dim is None else int(info.feature_dim),
         "image_size": None if info.image_size is None else int(info.image_size),
         "semantics_dim": None if semantics is None else int(semantics.shape[1]),
+        "num_views": int(info.num_views),
+        "feature_levels": [int(level) for level in info.feature_levels],
     }
 
 
@@ -57,6 +59,8 @@ def data_info(data: DataInfo | Mapping[str, Any]) -> DataInfo:
         seen_classes=tuple(int(c) for c in data["seen_classes"]),
         feature_dim=data.get("feature_dim"),
         image_size=data.get("image_size"),
+        num_views=int(data.get("num_views", 0)),
+        feature_levels=tuple(int(level) for level in data.get("feature_levels", ())),
     )
 
 
