@@ -16,7 +16,7 @@ from sbir_bench.data.records import DataInfo, DatasetError
 from sbir_bench.methods.base import data_hparams, data_info
 
 from .readers.test_shrec import make_shrec13
-from .test_modules import FAKE
+from .test_modules import FAKE, make
 
 SIZE = 32
 RING = 3  # ring views per shape in these tests
@@ -184,6 +184,15 @@ def test_views_on_a_dataset_without_a_view_recipe_is_a_clear_error(tmp_path):
         module.prepare_data()
 
 
+def test_view_inputs_serve_a_photo_as_a_single_view(tmp_path):
+    module = make(tmp_path, inputs="view_features", train_sampling="class_batches")
+    assert module.info().num_views == 1
+    query, gallery = eval_batches(module)
+    assert query["input"].shape[1:] == (WIDTH,) and gallery["input"].shape[1:] == (1, WIDTH)
+    batch = next(iter(module.train_dataloader()))  # default class_batch (8, 4, 2): C capped at 4 classes
+    assert batch["sketch"].shape == (16, WIDTH) and batch["shape"].shape == (8, 1, WIDTH)
+
+
 def test_configure_for_method_reads_class_attributes_with_defaults(tree):
     class Plain:
         inputs, train_sampling = "features", "pairs"
@@ -221,5 +230,6 @@ def test_new_data_info_fields_survive_a_checkpoint():
     )
     restored = data_info(data_hparams(info))
     assert restored.num_views == 12 and restored.feature_levels == (1, 2) and restored.feature_dim == 42
-    old = {k: v for k, v in data_hparams(info).items() if k not in ("num_views", "feature_levels")}
-    assert data_info(old).num_views == 0 and data_info(old).feature_levels == ()
+    plain = data_hparams(DataInfo(num_classes=3, seen_classes=(0, 1, 2), feature_dim=42))
+    assert "num_views" not in plain and "feature_levels" not in plain, "older checkpoints' hparams unchanged"
+    assert data_info(plain).num_views == 0 and data_info(plain).feature_levels == ()
