@@ -118,7 +118,8 @@ def pretrain_backbone(
         state = _train_classifier(catalog, spec, indices, device, num_workers=num_workers, progress=progress)
         with atomic_path(weights_file) as temporary:
             torch.save(state, temporary)
-        write_meta(weights_file, key, num_photos=int(len(indices)))
+        num_images = len(pretraining_images(catalog, indices)[0])
+        write_meta(weights_file, key, num_items=int(len(indices)), num_images=num_images)
     return weights_file
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from sbir_bench.data.backbones import BackboneSpec
+from sbir_bench.data.feature_cache import extract_features, extract_view_features, image_rows
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.data.pretraining import pretraining_images, pretraining_indices
 from sbir_bench.data.records import DataInfo, DatasetError
@@ -222,6 +224,28 @@ def test_stand_in_pretraining_uses_the_training_shapes_views(tree):
     paths, labels = pretraining_images(catalog, indices)
     assert len(paths) == 3 * RING and paths[:RING] == list(records["views"].iloc[0])
     np.testing.assert_array_equal(labels, np.repeat(records["label"].to_numpy(), RING))
+
+
+def test_per_view_cache_is_its_own_entry_and_shards_give_the_same_rows(tree, tmp_path):
+    module = shape_module(tree)
+    catalog, spec = module.catalog, module.backbone
+    rows = image_rows(catalog)
+    assert rows[-1] == 10 + 3 * RING and len(module._features) == rows[-1]  # 10 sketches, 3 shapes
+    sharded = extract_view_features(catalog, spec, tmp_path, shard_images=2, progress=False)
+    np.testing.assert_allclose(sharded, module._features, atol=1e-5)  # other batches: last bits differ
+    pooled = extract_features(catalog, spec, tmp_path, progress=False)
+    assert pooled.shape == (len(catalog.records), WIDTH)
+    assert len(list((tmp_path / "features" / "shrec13").iterdir())) == 2, "pooled and per-view entries"
+
+
+def test_stand_in_pretraining_trains_on_views(tree, tmp_path):
+    catalog = shape_module(tree).catalog
+    spec = BackboneSpec(name="resnet10t", image_size=SIZE, pretrain_epochs=1, pretrain_batch_size=4)
+    features = extract_view_features(catalog, spec, tmp_path, progress=False)
+    assert features.shape == (10 + 3 * RING, WIDTH) and np.isfinite(features).all()
+    (weights,) = (tmp_path / "backbones" / "shrec13").glob("*/weights.pt")
+    meta = (weights.parent / "meta.json").read_text()
+    assert '"num_images": 9' in meta and '"num_items": 3' in meta  # 3 shapes x 3 views
 
 
 def test_new_data_info_fields_survive_a_checkpoint():
