@@ -665,19 +665,20 @@ class RetrievalDataModule(L.LightningDataModule):
         self._catalog = catalog
 
     def _views_per_item(self, catalog: Catalog) -> int:
-        """``V``: the views of every shape (they must agree), 1 for photos under view inputs, else 0."""
+        """``V``: the views of every shape (they must agree under view inputs; else the commonest count),
+        1 for photos under view inputs, 0 for photos otherwise."""
         records = catalog.records
         shapes = records["domain"].eq("shape").to_numpy()
         if not shapes.any():
             return 1 if self.inputs in VIEW_INPUTS else 0
         counts = records["views"][shapes].map(len)
-        if counts.nunique() > 1:
+        if counts.nunique() > 1 and self.inputs in VIEW_INPUTS:  # pooled features average any number
             odd = counts[counts != counts.mode().iloc[0]]
             raise DatasetError(
                 f"{catalog.name}: shapes have different numbers of views ({sorted(set(counts))}), e.g. "
                 f"{records['instance'][odd.index[0]]!r} has {int(odd.iloc[0])}; view inputs need one count"
             )
-        return int(counts.iloc[0])
+        return int(counts.mode().iloc[0])
 
     def state_dict(self) -> dict[str, Any]:
         """The training generator's state, saved in every checkpoint, so that a run resumed from one draws

@@ -16,6 +16,7 @@ from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.data.pretraining import pretraining_images, pretraining_indices
 from sbir_bench.data.records import DataInfo, DatasetError
 from sbir_bench.methods.base import data_hparams, data_info
+from sbir_bench.registry import DATASETS
 
 from .readers.test_shrec import make_shrec13
 from .test_modules import FAKE, make
@@ -193,6 +194,29 @@ def test_view_inputs_serve_a_photo_as_a_single_view(tmp_path):
     assert query["input"].shape[1:] == (WIDTH,) and gallery["input"].shape[1:] == (1, WIDTH)
     batch = next(iter(module.train_dataloader()))  # default class_batch (8, 4, 2): C capped at 4 classes
     assert batch["sketch"].shape == (16, WIDTH) and batch["shape"].shape == (8, 1, WIDTH)
+
+
+UNEVEN = "shrec13-with-a-view-missing-for-tests"
+
+
+def _uneven(cache_dir, **options):
+    catalog = DATASETS.create("shrec13", cache_dir=cache_dir, **options)
+    first = int(np.flatnonzero(catalog.records["domain"] == "shape")[0])
+    catalog.records.at[first, "views"] = catalog.records.at[first, "views"][:-1]
+    return catalog
+
+
+if UNEVEN not in DATASETS:
+    DATASETS.register(UNEVEN)(_uneven)
+
+
+def test_shapes_with_different_view_counts_are_refused_under_view_inputs(tree):
+    root, cache = tree
+    options = {"root": str(root), "views": "ring", "num_views": RING, "image_size": SIZE, "progress": False}
+    module = RetrievalDataModule(UNEVEN, "official", dataset_kwargs=options, cache_dir=str(cache))
+    module.configure_for("view_images", "pairs")
+    with pytest.raises(DatasetError, match=r"different numbers of views \(\[2, 3\]\), e.g. 'm1' has 2"):
+        module.setup("fit")
 
 
 def test_configure_for_method_reads_class_attributes_with_defaults(tree):
