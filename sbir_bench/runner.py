@@ -183,7 +183,7 @@ def build_datamodule(
         semantics=to_container(data.semantics) if data.get("semantics") else None,
         accelerator=str(cfg.trainer.accelerator),
     )
-    datamodule.configure_for(method_cls.inputs, method_cls.train_sampling)
+    datamodule.configure_for_method(method_cls)
     return datamodule
 
 
