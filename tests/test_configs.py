@@ -17,13 +17,15 @@ from sbir_bench.registry import METHODS, list_methods
 from sbir_bench.runner import build_trainer
 
 
-def fake_info(dim: int) -> DataInfo:
+def fake_info(dim: int, levels: tuple[int, ...] = ()) -> DataInfo:
+    """``dim``-wide features, or with pyramid ``levels`` (pcdnn) ``dim`` channels per cell: d·Σ L² wide."""
     return DataInfo(
         num_classes=6,
         seen_classes=(0, 1, 2, 3, 4),
-        feature_dim=dim,
+        feature_dim=dim * sum(level * level for level in levels) if levels else dim,
         image_size=32,
         class_semantics=np.eye(6, dtype=np.float32),
+        feature_levels=levels,
     )
 
 
@@ -36,7 +38,8 @@ def test_method_config_instantiates(method):
     cfg = compose([f"method={method}"])
     assert cfg.method.name in METHODS
     dim = 4096 if "paper" in method else 64
-    model = METHODS.create(cfg.method.name, data=fake_info(dim), **cfg.method.kwargs)
+    levels = tuple(getattr(METHODS.get(cfg.method.name), "feature_pyramid", ()))
+    model = METHODS.create(cfg.method.name, data=fake_info(dim, levels), **cfg.method.kwargs)
     assert isinstance(model, L.LightningModule)
 
 

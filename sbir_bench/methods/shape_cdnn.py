@@ -128,7 +128,7 @@ class CDNN(RetrievalMethod):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, terms = self.loss_terms(batch)
         terms = {name: value.detach() for name, value in terms.items()}
-        self.check_loss(loss, terms)
+        self.check_loss(loss.detach(), terms)
         self.log_training(loss, terms, batch_size=batch["sketch"].shape[0])
         return loss
 

@@ -105,7 +105,7 @@ class Siamese3D(RetrievalMethod):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, terms = self.loss_terms(batch)
         terms = {name: value.detach() for name, value in terms.items()}
-        self.check_loss(loss, terms)
+        self.check_loss(loss.detach(), terms)
         self.log_training(loss, terms, batch_size=batch["sketch"].shape[0])
         return loss
 

@@ -3,6 +3,8 @@ argument, gives the same hyper-parameters, weights and embeddings."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import lightning as L
 import numpy as np
 import pytest
@@ -24,13 +26,24 @@ DATA = DataInfo(
 )
 
 
+def data_for(cls: type) -> DataInfo:
+    """DATA as the DataModule describes it to ``cls``: a method reading a feature pyramid (pcdnn) gets
+    features d·Σ L² wide and the levels."""
+    levels = tuple(getattr(cls, "feature_pyramid", ()))
+    if not levels:
+        return DATA
+    return replace(
+        DATA, feature_dim=FEATURE_DIM * sum(level * level for level in levels), feature_levels=levels
+    )
+
+
 def inputs_for(method: RetrievalMethod, n: int, side: str = "query") -> torch.Tensor:
     """Random inputs as the DataModule serves them (photos with contours: 6 channels in the gallery; shapes
-under view inputs: one row or image per view in the gallery)."""
+    under view inputs: one row or image per view in the gallery)."""
     generator = torch.Generator().manual_seed(0)
     channels = 6 if method.inputs == "images_with_contours" and side == "gallery" else 3
     features = method.inputs in ("features", "view_features")
-    shape = (FEATURE_DIM,) if features else (channels, IMAGE_SIZE, IMAGE_SIZE)
+    shape = (method.data_info.feature_dim,) if features else (channels, IMAGE_SIZE, IMAGE_SIZE)
     views = (NUM_VIEWS,) if method.inputs.startswith("view_") and side == "gallery" else ()
     return torch.rand(n, *views, *shape, generator=generator)
 
@@ -42,7 +55,8 @@ def evaluation_loader(inputs: torch.Tensor) -> DataLoader:
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_a_checkpoint_loads_with_no_other_argument(name, tmp_path):
-    method = METHODS.create(name, data=DATA, eval_metrics=["map@all"])
+    data = data_for(METHODS.get(name))
+    method = METHODS.create(name, data=data, eval_metrics=["map@all"])
     x, g = inputs_for(method, 6), inputs_for(method, 6, side="gallery")
     trainer = L.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
@@ -56,15 +70,16 @@ def test_a_checkpoint_loads_with_no_other_argument(name, tmp_path):
     assert saved["hyper_parameters"]["data"] == {
         "num_classes": NUM_CLASSES,
         "seen_classes": [0, 1, 3],
-        "feature_dim": FEATURE_DIM,
+        "feature_dim": data.feature_dim,
         "image_size": IMAGE_SIZE,
         "semantics_dim": 5,
         "num_views": NUM_VIEWS,
+        **({"feature_levels": list(data.feature_levels)} if data.feature_levels else {}),
     }
     loaded = type(method).load_from_checkpoint(path)
     assert type(loaded) is type(method)
     assert dict(loaded.hparams) == dict(method.hparams) and loaded.eval_metrics == ("map@all",)
-    assert loaded.data_info.seen_classes == (0, 1, 3) and loaded.data_info.feature_dim == FEATURE_DIM
+    assert loaded.data_info.seen_classes == (0, 1, 3) and loaded.data_info.feature_dim == data.feature_dim
     assert loaded.data_info.num_views == NUM_VIEWS
     original, restored = method.state_dict(), loaded.state_dict()
     assert original.keys() == restored.keys()
