@@ -145,6 +145,14 @@ def read_off(path: str | Path) -> Mesh:
     return parse_off(text, str(path))
 
 
+def format_off(mesh: Mesh, decimals: int = 6) -> str:
+    """The text of an ``.off`` file holding ``mesh`` (coordinates rounded to ``decimals`` places)."""
+    lines = ["OFF", f"{len(mesh.vertices)} {len(mesh.faces)} 0"]
+    lines += [" ".join(f"{value:.{decimals}f}" for value in vertex) for vertex in mesh.vertices.tolist()]
+    lines += [f"3 {a} {b} {c}" for a, b, c in mesh.faces.tolist()]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True)
 class ClaClass:
     """One class of a ``.cla`` file: its name, parent (``"0"`` at the top) and model ids."""
