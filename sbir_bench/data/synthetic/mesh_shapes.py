@@ -100,6 +100,12 @@ class Parts:
                 np.stack([np.full(segments, 2 * segments + 1), segments + i, segments + j], axis=1),
             ]
         )
+        if r_start == 0 or r_end == 0:  # a cone: the triangles collapsed onto its apex are dropped
+            corners = vertices[faces]
+            area = np.linalg.norm(
+                np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
+            )
+            faces = faces[area > 1e-12]
         self._add(vertices, faces)
 
     def ellipsoid(
