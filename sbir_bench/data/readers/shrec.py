@@ -23,6 +23,13 @@ models folder, at any depth, named ``<letters><digits>.off`` (``m``, ``M`` or no
 ``*Sketch*Test*.cla``) are optional; when present every id they list must be a sketch file of that class
 and split, and the other way round.
 
+Bad input (:mod:`sbir_bench.data.mesh`): a malformed ``.off`` (non-finite coordinates included), one with
+more than ``MAX_FACES`` triangles, no face or only degenerate ones, ``.cla`` counts that disagree with their
+lists, a class of the model ``.cla`` without models (its sketches would have no relevant target) or
+without sketches are errors naming the file; degenerate triangles and non-manifold edges of a mesh that
+still renders are warnings (logged when its views are rendered). ``check_*`` (``sbir-bench data check``)
+lists every one, warnings marked as such.
+
 Classes and labels: the model ``.cla`` (``*Model*.cla``) defines the classes, in its order. Records:
 one per sketch (domain ``sketch``, instance ``<split>/<class>/<file stem>``), then one per model
 (domain ``shape``, path ``""``, instance the file stem, ``views`` its rendered view PNGs from

@@ -35,9 +35,10 @@ with the view-recipe options and cached under ``cache_dir/renders``):
 ``class_semantics``: each class's structural attribute vector (:data:`.mesh_shapes.ATTRIBUTE_NAMES`:
 legs, back, wheels, radial symmetry, ...), L2-normalised, ``semantics_kind = "attributes"``.
 
-Cost (measured on one core of a shared 2-core machine, default options: 26 classes x 12 models, 36
-sketches per class, 12 ring views of 64 px): generating the meshes and the 936 sketches takes about
-45 s and rendering the 3,744 views about 40 s; under two minutes in all.
+Cost (default options: 26 classes x 12 models, 36 sketches per class, 12 ring views of 64 px; one
+process): generating the 312 meshes and 936 sketches takes 29 s of CPU time, rendering the 3,744 views
+40 s; measured on a shared 2-core machine under a load of 4.5, where the wall clock was 68 s + 85 s.
+``render_workers`` > 1 renders in that many processes.
 """
 
 from __future__ import annotations
