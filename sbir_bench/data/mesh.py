@@ -18,8 +18,9 @@ SHREC'13 and SHREC'14 ship their target models as ``.off`` files and their label
     last face are errors;
   - at most :data:`MAX_FACES` triangles (checked on the header's count, then after triangulation): the
     CPU renderer's time and memory grow linearly with the face count (12 views at 224 px on one core:
-    200k faces 8.4 s and 0.23 GB peak, 400k 11 s and 0.29 GB, 2M 74 s and 0.70 GB), so a file above
-    the limit is refused with a message rather than rendered for minutes; simplify it first.
+    200k faces 8.4 s and 0.23 GB peak, 400k 11 s and 0.29 GB, 2M 74 s and 0.70 GB; parsing 800k
+    triangles takes 14 s), so a mesh at the limit costs about a minute and under 0.6 GB, and a file above
+    it is refused with a message rather than rendered for minutes; simplify it first.
 
 :func:`mesh_defects` lists what a readable mesh may still get wrong (rendered anyway, reported as
 warnings): degenerate triangles (a repeated vertex or zero area: not drawn) and non-manifold edges
@@ -183,7 +184,7 @@ def mesh_defects(mesh: Mesh) -> list[str]:
             "and are not drawn"
         )
     edges = np.sort(mesh.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    _, uses = np.unique(edges, axis=0, return_counts=True)
+    _, uses = np.unique(edges[:, 0] * len(mesh.vertices) + edges[:, 1], return_counts=True)
     shared = int((uses > 2).sum())
     if shared:
         defects.append(
