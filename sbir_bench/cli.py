@@ -369,10 +369,14 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     problems = checker(root=None if args.root is None else str(args.root), **options)
     for problem in problems:
         print(problem)
-    if problems:
-        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+    errors = sum(not problem.warning for problem in problems)
+    warnings = len(problems) - errors
+    if errors:
+        print(
+            f"{errors} problem(s) found" + (f", {warnings} warning(s)" if warnings else ""), file=sys.stderr
+        )
         return 1
-    print("no problem found")
+    print(f"no problem found, {warnings} warning(s)" if warnings else "no problem found")
     return 0
 
 
@@ -517,7 +521,9 @@ def parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help=option_help)
     summary.set_defaults(func=cmd_data_summary)
-    check = data_sub.add_parser("check", help="list every problem of a dataset tree (exit code 1 if any)")
+    check = data_sub.add_parser(
+        "check", help="list every problem (and warning) of a dataset tree (exit code 1 if any problem)"
+    )
     check.add_argument("dataset")
     check.add_argument("--root", type=Path, help="the dataset folder (default: under $SBIR_DATA)")
     check.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help=option_help)
