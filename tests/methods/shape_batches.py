@@ -65,7 +65,9 @@ def info(num_classes: int = 4, dim: int = 16, seen: tuple[int, ...] | None = Non
     )
 
 
-def fit(method: L.LightningModule, batches: list[dict[str, torch.Tensor]], epochs: int) -> None:
+def fit(
+    method: L.LightningModule, batches: list[dict[str, torch.Tensor]], epochs: int, callbacks: list | None = None
+) -> None:
     """Train ``method`` on the fixed ``batches`` (one epoch = all of them), on the CPU, no validation."""
     L.seed_everything(0, verbose=False)
     trainer = L.Trainer(
@@ -76,6 +78,7 @@ def fit(method: L.LightningModule, batches: list[dict[str, torch.Tensor]], epoch
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
+        callbacks=callbacks,
     )
     trainer.fit(method, train_dataloaders=DataLoader(batches, batch_size=None))
 
