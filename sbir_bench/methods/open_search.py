@@ -74,7 +74,8 @@ class OpenSearch(RetrievalMethod):
             )
         if temperature <= 0 or not 0 <= refine_weight <= 1:
             raise ValueError(
-                f"open_search: need temperature > 0 and refine_weight in [0, 1], got {temperature}, {refine_weight}"
+                f"open_search: need temperature > 0 and refine_weight in [0, 1], got {temperature}, "
+                f"{refine_weight}"
             )
         if self.data_info.feature_dim is None:
             raise ValueError("open_search works on backbone features, but DataInfo.feature_dim is None")

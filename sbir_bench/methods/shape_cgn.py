@@ -80,7 +80,8 @@ class CGN(RetrievalMethod):
             raise ValueError(f"cgn: AM-softmax needs scale > 0 and 0 <= margin < 1, got {scale}, {margin}")
         if guidance_weight < 0 or teacher_epochs < 1:
             raise ValueError(
-                f"cgn: need guidance_weight >= 0 and teacher_epochs >= 1, got {guidance_weight}, {teacher_epochs}"
+                f"cgn: need guidance_weight >= 0 and teacher_epochs >= 1, got {guidance_weight}, "
+                f"{teacher_epochs}"
             )
         if self.data_info.feature_dim is None:
             raise ValueError("cgn works on backbone view features, but DataInfo.feature_dim is None")
@@ -93,7 +94,7 @@ class CGN(RetrievalMethod):
 
     # --- stages --------------------------------------------------------------------------------------
     def stage(self, epoch: int) -> str:
-        """"teacher", "centres" or "student" for a training epoch (module docstring)."""
+        """ "teacher", "centres" or "student" for a training epoch (module docstring)."""
         teacher_epochs = self.hparams.teacher_epochs
         return STAGES[0] if epoch < teacher_epochs else STAGES[1] if epoch == teacher_epochs else STAGES[2]
 

@@ -47,7 +47,7 @@ from sbir_bench.registry import register_method
 
 @register_method("dcml")
 class DCML(RetrievalMethod):
-    """DCML of Dai et al. (AAAI'17) on sketch features and per-view shape features; see the module docstring."""
+    """DCML of Dai et al. (AAAI'17) on sketch and per-view shape features; see the module docstring."""
 
     inputs: ClassVar[str] = "view_features"
     train_sampling: ClassVar[str] = "class_batches"

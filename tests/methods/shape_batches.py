@@ -23,14 +23,16 @@ def separable_data(
     domain_map = torch.randn(dim, dim, generator=g) / dim**0.5
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     sketch = centres[labels] + noise * torch.randn(len(labels), dim, generator=g)
-    shape = (centres[labels] @ domain_map).unsqueeze(1) + noise * torch.randn(len(labels), views, dim, generator=g)
+    shape = (centres[labels] @ domain_map).unsqueeze(1) + noise * torch.randn(
+        len(labels), views, dim, generator=g
+    )
     return {"sketch": sketch, "sketch_label": labels, "shape": shape, "shape_label": labels.clone()}
 
 
 def class_batches(
     data: dict[str, torch.Tensor], classes: int, n: int, m: int, num_batches: int, seed: int = 0
 ) -> list[dict[str, torch.Tensor]]:
-    """``num_batches`` batches of ``classes`` classes × n sketches + classes × m shapes (keys of the DataModule)."""
+    """``num_batches`` batches of ``classes`` classes × (n sketches + m shapes) (DataModule keys)."""
     g = torch.Generator().manual_seed(seed)
     known = torch.unique(data["sketch_label"])
     batches = []
@@ -56,7 +58,9 @@ def class_batches(
     return batches
 
 
-def info(num_classes: int = 4, dim: int = 16, seen: tuple[int, ...] | None = None, semantics=None) -> DataInfo:
+def info(
+    num_classes: int = 4, dim: int = 16, seen: tuple[int, ...] | None = None, semantics=None
+) -> DataInfo:
     return DataInfo(
         num_classes=num_classes,
         seen_classes=tuple(range(num_classes)) if seen is None else seen,
@@ -66,7 +70,10 @@ def info(num_classes: int = 4, dim: int = 16, seen: tuple[int, ...] | None = Non
 
 
 def fit(
-    method: L.LightningModule, batches: list[dict[str, torch.Tensor]], epochs: int, callbacks: list | None = None
+    method: L.LightningModule,
+    batches: list[dict[str, torch.Tensor]],
+    epochs: int,
+    callbacks: list | None = None,
 ) -> None:
     """Train ``method`` on the fixed ``batches`` (one epoch = all of them), on the CPU, no validation."""
     L.seed_everything(0, verbose=False)

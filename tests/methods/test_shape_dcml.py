@@ -22,6 +22,8 @@ from sbir_bench.methods.shape_dcml import DCML
 from tests.methods.shape_batches import class_batches, fit, info, nearest_neighbour_accuracy, separable_data
 from tests.methods.test_cvae import one_thread  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_contrastive_terms_pull_same_class_and_hinge_different_class():
     distance = torch.tensor([1.0, 3.0, 0.5])
@@ -33,7 +35,8 @@ def test_contrastive_terms_pull_same_class_and_hinge_different_class():
 def test_within_domain_loss_averages_the_pairs_i_below_j():
     points = torch.tensor([[0.0], [1.0], [2.5]])
     labels = torch.tensor([0, 0, 1])
-    # pairs: (0,1) same, D = 1 → 1; (0,2) different, D = 2.5 ≥ h = 2 → 0; (1,2) different, D = 1.5 → 0.5² = 0.25
+    # pairs: (0,1) same, D = 1 → 1; (0,2) different, D = 2.5 ≥ h = 2 → 0;
+    # (1,2) different, D = 1.5 → 0.5² = 0.25
     # mean over the 3 pairs: 1.25 / 3
     assert within_domain_loss(points, labels, margin=2.0).item() == pytest.approx(1.25 / 3)
 
@@ -43,7 +46,9 @@ def test_cross_domain_loss_averages_every_sketch_shape_pair():
     shape, shape_labels = torch.tensor([[1.0], [2.5]]), torch.tensor([0, 1])
     # (s0,t0) same D=1 → 1; (s0,t1) different D=2.5 → 0; (s1,t0) different D=2 → 0; (s1,t1) same D=0.5 → 0.25
     # mean over 4 pairs: 1.25 / 4 = 0.3125
-    assert cross_domain_loss(sketch, sketch_labels, shape, shape_labels, margin=2.0).item() == pytest.approx(0.3125)
+    assert cross_domain_loss(sketch, sketch_labels, shape, shape_labels, margin=2.0).item() == pytest.approx(
+        0.3125
+    )
 
 
 def test_class_couples_rotate_through_the_shapes_of_the_class():
@@ -51,7 +56,13 @@ def test_class_couples_rotate_through_the_shapes_of_the_class():
     shape_labels = torch.tensor([1, 0, 0])
     sketches, shapes = class_couples(sketch_labels, shape_labels)
     # class 0: sketches 0, 1, 4 with its shapes 1, 2, 1 (r mod 2); class 1: sketches 2, 3 with its one shape 0
-    assert list(zip(sketches.tolist(), shapes.tolist(), strict=True)) == [(0, 1), (1, 2), (4, 1), (2, 0), (3, 0)]
+    assert list(zip(sketches.tolist(), shapes.tolist(), strict=True)) == [
+        (0, 1),
+        (1, 2),
+        (4, 1),
+        (2, 0),
+        (3, 0),
+    ]
     none = class_couples(torch.tensor([2]), torch.tensor([0]))
     assert none[0].numel() == 0 and none[1].numel() == 0
 
@@ -89,7 +100,9 @@ def test_weight_penalty_sums_squared_weights_not_biases():
 
 def test_total_loss_weighs_the_terms():
     # 0.25·4 + 0.75·8 + 0.1·10 = 1 + 6 + 1 = 8
-    value = dcml_total_loss(torch.tensor(4.0), torch.tensor(8.0), torch.tensor(10.0), alpha=0.25, weight_decay=0.1)
+    value = dcml_total_loss(
+        torch.tensor(4.0), torch.tensor(8.0), torch.tensor(10.0), alpha=0.25, weight_decay=0.1
+    )
     assert value.item() == pytest.approx(8.0)
 
 
@@ -123,8 +136,9 @@ def test_bad_arguments_are_named(kwargs, message):
         DCML(info(), **kwargs)
 
 
-def test_a_tiny_fit_separates_the_classes_across_domains(one_thread):
+def test_a_tiny_fit_separates_the_classes_across_domains():
     data = separable_data()
+    torch.manual_seed(0)
     method = DCML(info(), widths=(32, 8), pooling="softmax_weights", num_views=3, margin=2.0, lr=3e-3)
     before = nearest_neighbour_accuracy(method, data)
     fit(method, class_batches(data, classes=4, n=4, m=2, num_batches=8), epochs=8)

@@ -109,7 +109,9 @@ def correlation_loss(
 
 def weight_penalty(modules: Iterable[nn.Module]) -> Tensor:
     """``Σ ‖W‖²_F`` over the weight matrices of every Linear layer in ``modules`` (biases excluded)."""
-    squares = [layer.weight.square().sum() for m in modules for layer in m.modules() if isinstance(layer, nn.Linear)]
+    squares = [
+        layer.weight.square().sum() for m in modules for layer in m.modules() if isinstance(layer, nn.Linear)
+    ]
     return torch.stack(squares).sum()
 
 
