@@ -90,7 +90,8 @@ def zero_shot_data(seed: int = 0) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
 def test_a_tiny_fit_on_seen_classes_searches_unseen_ones():
     semantics, data = zero_shot_data()
     torch.manual_seed(0)
-    method = OpenSearch(info(num_classes=12, seen=tuple(range(9)), semantics=semantics), hidden=(32,), lr=3e-3)
+    data_info = info(num_classes=12, seen=tuple(range(9)), semantics=semantics)
+    method = OpenSearch(data_info, hidden=(32,), lr=3e-3)
     seen = {k: v[data["sketch_label"] < 9] for k, v in data.items()}
     unseen = {k: v[data["sketch_label"] >= 9] for k, v in data.items()}
     before = nearest_neighbour_accuracy(method, unseen)
