@@ -150,7 +150,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     metrics = tuple(args.metric) if args.metric else DEFAULT_METRICS
     result = evaluate_files(
-        args.queries, args.gallery, metrics=metrics, distance=args.distance, triplets_path=args.triplets
+        args.queries,
+        args.gallery,
+        metrics=metrics,
+        distance=args.distance,
+        triplets_path=args.triplets,
+        class_mean=args.class_mean,
     )
     width = max(len(k) for k in result)
     for key, value in result.items():
@@ -205,11 +210,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     out = Path(args.out)
     print(f"{len(rebuilt.table)} row(s) -> {out / 'leaderboard.csv'}, {out / 'leaderboard.md'}")
-    if not rebuilt.fine_grained.empty:
-        print(
-            f"{len(rebuilt.fine_grained)} fine-grained row(s) -> {out / 'fine_grained.csv'}, "
-            f"{out / 'fine_grained.md'}"
-        )
+    for name, table in rebuilt.tracks.items():
+        if not table.empty:
+            print(f"{len(table)} row(s) -> {out / name}, {(out / name).with_suffix('.md')}")
     print(f"{len(rebuilt.changes)} row(s) changed")
     if rebuilt.changes:
         print(pd.DataFrame(rebuilt.changes).to_string(index=False))
@@ -366,10 +369,14 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     problems = checker(root=None if args.root is None else str(args.root), **options)
     for problem in problems:
         print(problem)
-    if problems:
-        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+    errors = sum(not problem.warning for problem in problems)
+    warnings = len(problems) - errors
+    if errors:
+        print(
+            f"{errors} problem(s) found" + (f", {warnings} warning(s)" if warnings else ""), file=sys.stderr
+        )
         return 1
-    print("no problem found")
+    print(f"no problem found, {warnings} warning(s)" if warnings else "no problem found")
     return 0
 
 
@@ -442,7 +449,13 @@ def parser() -> argparse.ArgumentParser:
         "--metric",
         action="append",
         help="repeatable: p@K, p@K_minr, map@K, map@K_yelamarthi, map@K_voc, map@all, map@all_voc, acc@K, "
-        "triplet_acc (needs --triplets) (default: the leaderboard metrics)",
+        "triplet_acc (needs --triplets); sketch->3D: nn, ft, st, e, dcg, e_mean_pr, dcg_log2i1 "
+        "(default: the leaderboard metrics)",
+    )
+    evaluate.add_argument(
+        "--class-mean",
+        action="store_true",
+        help="also print class_mean/<metric>: per-query values averaged per query class, then over classes",
     )
     evaluate.add_argument(
         "--triplets",
@@ -508,7 +521,9 @@ def parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help=option_help)
     summary.set_defaults(func=cmd_data_summary)
-    check = data_sub.add_parser("check", help="list every problem of a dataset tree (exit code 1 if any)")
+    check = data_sub.add_parser(
+        "check", help="list every problem (and warning) of a dataset tree (exit code 1 if any problem)"
+    )
     check.add_argument("dataset")
     check.add_argument("--root", type=Path, help="the dataset folder (default: under $SBIR_DATA)")
     check.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help=option_help)

@@ -66,7 +66,7 @@ def _trainer_problems(trainer: DictConfig) -> list[str]:
 
 
 def _evaluation_problems(evaluation: DictConfig) -> list[str]:
-    from sbir_bench.evaluation.metrics import parse_metric
+    from sbir_bench.evaluation.metrics import CURVE_CONVENTIONS, parse_metric
 
     metrics = evaluation.get("metrics")
     if not isinstance(metrics, ListConfig) or not metrics:
@@ -84,6 +84,11 @@ def _evaluation_problems(evaluation: DictConfig) -> list[str]:
             f"among evaluation.metrics ({', '.join(map(str, metrics))})"
             + did_you_mean(str(monitor), map(str, metrics))
         )
+    curve = evaluation.get("pr_curve", "voc")
+    if curve not in CURVE_CONVENTIONS:
+        problems.append(f"evaluation.pr_curve {curve!r}: expected one of {', '.join(CURVE_CONVENTIONS)}")
+    if not isinstance(evaluation.get("class_mean", False), bool):
+        problems.append(f"evaluation.class_mean must be true or false, got {evaluation.get('class_mean')!r}")
     return problems
 
 

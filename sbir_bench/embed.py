@@ -66,7 +66,7 @@ def load_run(
     datamodule = RetrievalDataModule.load_from_checkpoint(
         checkpoint, weights_only=True, **{k: v for k, v in replaced.items() if v is not None}
     )
-    datamodule.configure_for(method_cls.inputs, method_cls.train_sampling)
+    datamodule.configure_for_method(method_cls)
     return method, datamodule
 
 

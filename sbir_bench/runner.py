@@ -35,6 +35,8 @@ from sbir_bench.config import ConfigError, record_config, save_run_config, to_co
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.efficiency import EFFICIENCY_KEY, measure
 from sbir_bench.evaluation.curves import ranking_curves
+from sbir_bench.evaluation.engine import evaluate
+from sbir_bench.evaluation.metrics import parse_metric
 from sbir_bench.evaluation.search import top_k
 from sbir_bench.files import atomic_path, file_lock
 from sbir_bench.leaderboard.build import rebuild
@@ -181,7 +183,7 @@ def build_datamodule(
         semantics=to_container(data.semantics) if data.get("semantics") else None,
         accelerator=str(cfg.trainer.accelerator),
     )
-    datamodule.configure_for(method_cls.inputs, method_cls.train_sampling)
+    datamodule.configure_for_method(method_cls)
     return datamodule
 
 
@@ -378,6 +380,7 @@ def run_one(
     record.extra["wandb_run"] = logged_to
     if method.fitted_values():
         record.extra["fitted"] = method.fitted_values()
+    _track_extras(record, method, cfg)
     # timed here, after the test, on the test embeddings: the leaderboard's efficiency block
     record.extra[EFFICIENCY_KEY] = measure(
         method.last_embeddings, distance=method.ranking_distance, metrics=list(cfg.evaluation.metrics)
@@ -394,6 +397,46 @@ def run_one(
         logged_to = log_run_summary(loggers, summary) or logged_to
     finish(loggers)
     return path, logged_to
+
+
+def _track_extras(record: RunRecord, method: RetrievalMethod, cfg: DictConfig) -> None:
+    """What a track's evaluation group asks for beyond the per-query means (configs/evaluation/shape.yaml):
+    ``class_mean: true`` adds ``class_mean/<metric>`` to the metrics (SHREC's average by class) and
+    ``pr_curve: shrec`` stores SHREC's 20-point precision-recall curve in the record's ``extra``."""
+    class_mean = bool(cfg.evaluation.get("class_mean", False))
+    convention = str(cfg.evaluation.get("pr_curve", "voc"))
+    if "query" not in method.last_embeddings or not (class_mean or convention == "shrec"):
+        return
+    (queries, query_labels), (gallery, gallery_labels) = (
+        method.last_embeddings["query"],
+        method.last_embeddings["gallery"],
+    )
+    if class_mean:
+        names = [m for m in cfg.evaluation.metrics if not parse_metric(m).on_triplets]
+        by_class = evaluate(
+            queries,
+            query_labels,
+            gallery,
+            gallery_labels,
+            distance=method.ranking_distance,
+            metrics=names,
+            class_mean=True,
+        )
+        record.metrics.update({k: float(v) for k, v in by_class.items() if k.startswith("class_mean/")})
+    if convention == "shrec":
+        curves = ranking_curves(
+            queries,
+            query_labels,
+            gallery,
+            gallery_labels,
+            distance=method.ranking_distance,
+            convention="shrec",
+        )
+        record.extra["pr_curve"] = {
+            "convention": "shrec",
+            "recall": curves.recall.tolist(),
+            "precision": [None if np.isnan(p) else float(p) for p in curves.precision],
+        }
 
 
 def run_labels(cfg: DictConfig, identity: tuple[Any, ...], datamodule: RetrievalDataModule) -> RunLabels:
@@ -433,7 +476,12 @@ def run_summary(
             method.last_embeddings["gallery"],
         )
         curves = ranking_curves(
-            queries, query_labels, gallery, gallery_labels, distance=method.ranking_distance
+            queries,
+            query_labels,
+            gallery,
+            gallery_labels,
+            distance=method.ranking_distance,
+            convention=str(cfg.evaluation.get("pr_curve", "voc")),
         )
         by_class = datamodule.split_.setting != "fine_grained"  # there a label is an instance, not a class
         names = list(datamodule.catalog.class_names) if by_class else []

@@ -22,6 +22,20 @@ TINY_DATA = [
     "data.backbone.image_size=32",
     "data.backbone.pretrain_epochs=1",
 ]
+# the sketch -> 3D default, tiny: 20 classes x 3 models (4 unseen), 3 + 1 sketches per class, 32 px
+TINY_3D_DATA = [
+    "data=synthetic_3d",
+    "data.dataset_kwargs.num_classes=20",
+    "data.dataset_kwargs.models_per_class=3",
+    "data.dataset_kwargs.sketches_per_class=3",
+    "data.dataset_kwargs.test_sketches_per_class=1",
+    "data.dataset_kwargs.sketch_size=32",
+    "data.dataset_kwargs.image_size=32",
+    "data.dataset_kwargs.num_views=4",
+    "data.dataset_kwargs.num_unseen=4",
+    "data.backbone.image_size=32",
+    "data.backbone.pretrain_epochs=1",
+]
 
 
 def pytest_collection_modifyitems(config, items):

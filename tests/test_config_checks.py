@@ -130,3 +130,16 @@ def test_bench_cfg_prints_the_resolved_config_and_runs_nothing(tmp_path, capsys)
 def test_an_unresolvable_value_is_a_config_error():
     with pytest.raises(ConfigError, match="Environment variable 'SBIR_TEST_UNSET' not found"):
         compose(["paths.cache_dir=${oc.env:SBIR_TEST_UNSET}"])
+
+
+def test_sketch_to_3d_evaluation_group_and_its_options_are_checked():
+    cfg = compose(["data=shrec13"])
+    assert cfg.evaluation.monitor == "map@all" and cfg.evaluation.pr_curve == "shrec"
+    assert config_problems(cfg) == []
+    problems = config_problems(
+        compose(["+evaluation.pr_curve=shrec20", "+evaluation.class_mean=yes"], check=False)
+    )
+    assert problems == [
+        "evaluation.pr_curve 'shrec20': expected one of voc, shrec",
+        "evaluation.class_mean must be true or false, got 'yes'",
+    ]

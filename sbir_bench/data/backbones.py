@@ -30,6 +30,7 @@ __all__ = [
     "compute_device",
     "create_backbone",
     "feature_dim",
+    "pyramid_width",
     "weights_identity",
 ]
 
@@ -42,7 +43,9 @@ class BackboneSpec:
     downloaded); ``weights_path`` names a local state_dict or timm checkpoint instead. With neither, the
     backbone starts from a random initialisation drawn with ``seed``. ``pretrain_epochs > 0`` then trains
     it further as a classifier (the stand-in for ImageNet pre-training,
-    :func:`~sbir_bench.data.pretraining.pretrain_backbone`).
+    :func:`~sbir_bench.data.pretraining.pretrain_backbone`). ``pyramid_levels`` (e.g. ``(1, 2, 4)``, the
+    pooling pyramid of Zhu et al.'s PCDNN, AAAI'16) replaces the pooled feature with the last feature map
+    average-pooled to each ``L x L`` grid, cells concatenated (:class:`PyramidPooling`).
     """
 
     name: str = "resnet10t"
@@ -55,6 +58,13 @@ class BackboneSpec:
     pretrain_edge_prob: float = 0.0  # share of pre-training photos swapped for their edge map
     pretrain_grayscale_prob: float = 0.0
     seed: int = 0
+    pyramid_levels: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        levels = tuple(self.pyramid_levels or ())
+        if not all(isinstance(level, int) and not isinstance(level, bool) and level >= 1 for level in levels):
+            raise ValueError(f"backbone pyramid_levels must be positive ints, got {self.pyramid_levels!r}")
+        object.__setattr__(self, "pyramid_levels", levels)  # a config's list becomes a tuple
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> BackboneSpec:
@@ -72,7 +82,8 @@ def create_backbone(spec: BackboneSpec) -> nn.Module:
 
     Its forward gives pooled pre-logit features: the global-pooled last stage for ResNets, the
     post-ReLU fc7 (4096-d) for VGG-16, the 1024-d head for MobileNetV3. ``pretrain_epochs`` is ignored
-    here (see :func:`~sbir_bench.data.pretraining.pretrain_backbone`).
+    here (see :func:`~sbir_bench.data.pretraining.pretrain_backbone`); with ``pyramid_levels`` the model
+    is wrapped in :class:`PyramidPooling`.
     """
     weights = _weights_file(spec)
     with torch.random.fork_rng(devices=[]):
@@ -80,12 +91,45 @@ def create_backbone(spec: BackboneSpec) -> nn.Module:
         model = timm.create_model(spec.name, pretrained=False, num_classes=0)
     if weights is not None:
         _load_weights(model, spec.name, weights)
+    if spec.pyramid_levels:
+        model = PyramidPooling(model, spec.pyramid_levels)
     return model.eval()
+
+
+class PyramidPooling(nn.Module):
+    """Spatial pyramid pooling of a timm backbone's last feature map (``forward_features``).
+
+    The map ``[B, C, H, W]`` is average-pooled to each ``L x L`` grid of ``levels`` (adaptive pooling)
+    and the cells concatenated level-major, then cell (row-major), then channel: float
+    ``[B, C * sum(L * L)]`` (the 1x1, 2x2, 4x4 poolings of PCDNN, Zhu et al., AAAI'16). For networks
+    whose pooled feature is the global average of that map (ResNets), the 1x1 level equals it.
+    """
+
+    def __init__(self, model: nn.Module, levels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.model, self.levels = model, tuple(levels)
+        self.num_features = int(model.num_features) * pyramid_width(self.levels)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        feature_map = self.model.forward_features(images)
+        cells = [
+            nn.functional.adaptive_avg_pool2d(feature_map, level).permute(0, 2, 3, 1).flatten(1)
+            for level in self.levels
+        ]
+        return torch.cat(cells, dim=1)
+
+
+def pyramid_width(levels: tuple[int, ...]) -> int:
+    """How many cells a pyramid of ``levels`` has: ``sum(L * L)`` (1 + 4 + 16 = 21 for (1, 2, 4))."""
+    return sum(level * level for level in levels)
 
 
 def feature_dim(model: nn.Module) -> int:
     """Width of the backbone's output: timm's ``head_hidden_size`` where a pre-logits head exists
-    (VGG fc7: 4096, whereas ``num_features`` is 512), ``num_features`` otherwise."""
+    (VGG fc7: 4096, whereas ``num_features`` is 512), ``num_features`` otherwise (the pyramid's total
+    width for :class:`PyramidPooling`)."""
+    if isinstance(model, PyramidPooling):
+        return model.num_features
     return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 

@@ -1,5 +1,9 @@
 """The cache of backbone features for every record of a catalog (sharded, resumable, verified).
 
+Two kinds of entry: pooled (:func:`extract_features`, one row per record, a shape's views averaged) and
+per view (:func:`extract_view_features`, one row per image: a sketch's or photo's own, each rendered view
+of a shape), each with its own cache key, built by the same sharded extraction.
+
 Features are computed by :mod:`sbir_bench.data.backbones` networks, pre-trained first by
 :mod:`sbir_bench.data.pretraining` when the spec asks for it; entries are verified on load
 (:mod:`sbir_bench.data.cache_entries`).
@@ -44,7 +48,7 @@ from sbir_bench.files import (
     sha256_file,
 )
 
-__all__ = ["SHARD_IMAGES", "extract_features", "feature_cache_dir"]
+__all__ = ["SHARD_IMAGES", "extract_features", "extract_view_features", "feature_cache_dir", "image_rows"]
 
 
 def _image_items(catalog: Catalog) -> tuple[list[str], np.ndarray]:
@@ -62,32 +66,47 @@ def _image_items(catalog: Catalog) -> tuple[list[str], np.ndarray]:
     return paths, np.asarray(owners, dtype=np.int64)
 
 
-def _feature_key(catalog: Catalog, spec: BackboneSpec, weights: str, device: str) -> dict[str, Any]:
-    return normalised_key(
-        {
-            "format": CACHE_FORMAT,
-            "catalog": catalog.name,
-            "fingerprint": catalog.fingerprint,
-            "backbone": spec.name,
-            "weights": weights,
-            "transform": repr(image_transform(spec.image_size, train=False)),  # size, resize, normalisation
-            "device": device,  # "cpu" or "cuda": features of the two differ in their last bits
-        }
-    )
+def image_rows(catalog: Catalog) -> np.ndarray:
+    """int64 ``[len(records) + 1]``: record ``r``'s rows in a per-view feature array are
+    ``[rows[r], rows[r + 1])`` (one per image, in :func:`_image_items` order)."""
+    _, owners = _image_items(catalog)
+    return np.concatenate([[0], np.cumsum(np.bincount(owners, minlength=len(catalog.records)))])
+
+
+def _feature_key(
+    catalog: Catalog, spec: BackboneSpec, weights: str, device: str, per_view: bool = False
+) -> dict[str, Any]:
+    key: dict[str, Any] = {
+        "format": CACHE_FORMAT,
+        "catalog": catalog.name,
+        "fingerprint": catalog.fingerprint,
+        "backbone": spec.name,
+        "weights": weights,
+        "transform": repr(image_transform(spec.image_size, train=False)),  # size, resize, normalisation
+        "device": device,  # "cpu" or "cuda": features of the two differ in their last bits
+    }
+    # entries only where set, so that the keys of pooled, pyramid-free entries stay what they were
+    if spec.pyramid_levels:
+        key["pyramid_levels"] = list(spec.pyramid_levels)
+    if per_view:
+        key["rows"] = "per view"
+    return normalised_key(key)
 
 
 def feature_cache_dir(
-    catalog: Catalog, spec: BackboneSpec, cache_dir: str | Path, weights: str, accelerator: str = "auto"
+    catalog: Catalog,
+    spec: BackboneSpec,
+    cache_dir: str | Path,
+    weights: str,
+    accelerator: str = "auto",
+    *,
+    per_view: bool = False,
 ) -> Path:
     """The folder of the cache entry for these features (``features.npy`` + ``meta.json``), computed on
     the device of ``accelerator`` (as in :func:`extract_features`)."""
     device = compute_device(accelerator).type
-    return (
-        Path(cache_dir)
-        / "features"
-        / catalog.name
-        / f"{spec.name}-{key_digest(_feature_key(catalog, spec, weights, device))}"
-    )
+    key = _feature_key(catalog, spec, weights, device, per_view)
+    return Path(cache_dir) / "features" / catalog.name / f"{spec.name}-{key_digest(key)}"
 
 
 SHARD_IMAGES = 4096  # images per shard of an extraction (a shard ends at a record boundary)
@@ -129,10 +148,20 @@ def _plan_shards(owners: np.ndarray, num_records: int, shard_images: int) -> lis
 @dataclass(frozen=True)
 class _ShardStore:
     """The ``shards/`` folder of a feature cache entry being built: ``<shard>.npy`` (float32
-    ``[records, d]``) plus ``<shard>.json`` (key, record range, SHA-256), the latter written last."""
+    ``[records, d]``, or ``[images, d]`` ``per_view``) plus ``<shard>.json`` (key, record range,
+    SHA-256), the latter written last."""
 
     folder: Path
     key: Mapping[str, Any]
+    per_view: bool = False
+
+    def span(self, shard: _Shard) -> tuple[int, int]:
+        """The shard's rows in the assembled array: its images (``per_view``) or its records."""
+        return (shard.first_image, shard.end_image) if self.per_view else (shard.start, shard.stop)
+
+    def rows(self, shard: _Shard) -> int:
+        first, stop = self.span(shard)
+        return stop - first
 
     def data_file(self, shard: _Shard) -> Path:
         return self.folder / f"{shard.name}.npy"
@@ -178,7 +207,7 @@ class _ShardStore:
         if meta.get("sha256") != sha256_file(data_file):
             return f"{data_file.name} fails its checksum (corrupt or partial)"
         array = np.load(data_file, mmap_mode="r")
-        expected = (shard.stop - shard.start, dim)
+        expected = (self.rows(shard), dim)
         if array.dtype != np.float32 or array.shape != expected:
             return f"{data_file.name} holds {array.dtype} {array.shape}, expected float32 {list(expected)}"
         return None
@@ -201,10 +230,11 @@ def extract_features(
     averaging). Pre-trains first when ``spec.pretrain_epochs > 0`` (cached as well). Both run on the
     device of the trainer's ``accelerator`` (:func:`~sbir_bench.data.backbones.compute_device`: ``cpu``
     never touches a GPU). The cache key holds the catalog name and fingerprint, the backbone, the
-    weights' identity (file checksum or random-init seed), the evaluation transform and the device type
-    (CPU and GPU features are never mixed); the entry is checked against its meta.json and checksum
-    (once per process while the file is unchanged: :func:`~sbir_bench.files.sha256_file`) on every load
-    and rebuilt (with a :class:`StaleCacheWarning`) when it does not pass.
+    weights' identity (file checksum or random-init seed), the evaluation transform, the device type
+    (CPU and GPU features are never mixed) and the pyramid levels when set; the entry is checked against
+    its meta.json and checksum (once per process while the file is unchanged:
+    :func:`~sbir_bench.files.sha256_file`) on every load and rebuilt (with a :class:`StaleCacheWarning`)
+    when it does not pass.
 
     Images stream through a DataLoader (``num_workers`` decoding processes, pinned memory on CUDA) as
     uint8 tensors, normalised per batch on the device (bit-identical to :func:`image_transform`), in
@@ -213,6 +243,45 @@ def extract_features(
     that verify. Once all are done they are assembled into the memory-mapped ``features.npy`` and removed.
     Batches never cross a shard, so a resumed extraction gives the same bytes as an uninterrupted one.
     """
+    return _extract(
+        catalog, spec, cache_dir, False, batch_size, num_workers, progress, shard_images, accelerator
+    )
+
+
+def extract_view_features(
+    catalog: Catalog,
+    spec: BackboneSpec,
+    cache_dir: str | Path,
+    *,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    progress: bool = True,
+    shard_images: int = SHARD_IMAGES,
+    accelerator: str = "auto",
+) -> np.ndarray:
+    """Backbone features of every image, ``float32 [num_images, d]``, memory-mapped read-only: one row
+    per sketch or photo, one per rendered view of a shape; record ``r``'s rows are
+    ``image_rows(catalog)[r:r + 2]``. As :func:`extract_features` in every other respect (pre-training,
+    sharding, resuming, verification); its own cache entry (the key says ``rows: per view``), whose rows
+    of a shape average to that shape's row of :func:`extract_features`.
+    """
+    return _extract(
+        catalog, spec, cache_dir, True, batch_size, num_workers, progress, shard_images, accelerator
+    )
+
+
+def _extract(
+    catalog: Catalog,
+    spec: BackboneSpec,
+    cache_dir: str | Path,
+    per_view: bool,
+    batch_size: int,
+    num_workers: int,
+    progress: bool,
+    shard_images: int,
+    accelerator: str,
+) -> np.ndarray:
+    """The pooled (``per_view=False``) or per-view feature cache entry, built when missing or unsound."""
     require_fingerprint(catalog)
     device = compute_device(accelerator)
     pretrained_file = pretrain_backbone(
@@ -224,13 +293,14 @@ def extract_features(
         else replace(spec, pretrained=False, weights_path=str(pretrained_file), pretrain_epochs=0)
     )
     weights = weights_identity(spec_for_weights)
-    key = _feature_key(catalog, spec, weights, device.type)
-    entry = feature_cache_dir(catalog, spec, cache_dir, weights, accelerator)
+    key = _feature_key(catalog, spec, weights, device.type, per_view)
+    entry = feature_cache_dir(catalog, spec, cache_dir, weights, accelerator, per_view=per_view)
     features_file = entry / "features.npy"
+    rows = int(image_rows(catalog)[-1]) if per_view else len(catalog.records)
     with file_lock(entry / ".lock"):
-        if not use_or_rebuild(features_file, key, "feature cache") or not _shape_ok(features_file, catalog):
+        if not use_or_rebuild(features_file, key, "feature cache") or not _shape_ok(features_file, rows):
             remove_interrupted_writes(entry)
-            store = _ShardStore(entry / "shards", key)
+            store = _ShardStore(entry / "shards", key, per_view)
             _compute_features(
                 catalog,
                 spec_for_weights,
@@ -253,13 +323,13 @@ def extract_features(
     return np.load(features_file, mmap_mode="r")
 
 
-def _shape_ok(features_file: Path, catalog: Catalog) -> bool:
+def _shape_ok(features_file: Path, rows: int) -> bool:
     array = np.load(features_file, mmap_mode="r")
-    if array.dtype == np.float32 and array.ndim == 2 and array.shape[0] == len(catalog.records):
+    if array.dtype == np.float32 and array.ndim == 2 and array.shape[0] == rows:
         return True
     warnings.warn(
         f"feature cache {features_file.parent} holds {array.dtype} {array.shape}, expected float32 "
-        f"[{len(catalog.records)}, d]; rebuilding it",
+        f"[{rows}, d]; rebuilding it",
         StaleCacheWarning,
         stacklevel=3,
     )
@@ -305,11 +375,11 @@ def _compute_features(
         ) as bar:
             _compute_shards(model, device, spec.name, iter(loader), paths, owners, missing, store, dim, bar)
     with atomic_path(features_file) as temporary:
-        out = np.lib.format.open_memmap(
-            temporary, mode="w+", dtype=np.float32, shape=(len(catalog.records), dim)
-        )
+        rows = len(paths) if store.per_view else len(catalog.records)
+        out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(rows, dim))
         for shard in shards:
-            out[shard.start : shard.stop] = np.load(store.data_file(shard), mmap_mode="r")
+            first, stop = store.span(shard)
+            out[first:stop] = np.load(store.data_file(shard), mmap_mode="r")
         out.flush()
         del out
 
@@ -337,9 +407,10 @@ def _compute_shards(
     bar: tqdm,
 ) -> None:
     """Run ``model`` on the uint8 image ``batches`` of ``shards`` (as :func:`_shard_batches` cuts them)
-    and save each shard, averaged per record, as soon as its last batch is done."""
+    and save each shard, averaged per record (or per image, ``store.per_view``), as soon as its last
+    batch is done."""
     for shard in shards:
-        sums = np.zeros((shard.stop - shard.start, dim), dtype=np.float32)
+        rows = np.zeros((store.rows(shard), dim), dtype=np.float32)
         first = shard.first_image
         while first < shard.end_image:
             images = normalise_uint8_batch(next(batches).to(device, non_blocking=True))
@@ -350,9 +421,15 @@ def _compute_shards(
             if not finite.all():
                 bad = paths[first + int(np.flatnonzero(~finite)[0])]
                 raise FloatingPointError(f"backbone {backbone!r} produced NaN/inf features (first for {bad})")
-            np.add.at(sums, owners[first : first + len(batch)] - shard.start, batch)
+            if store.per_view:
+                offset = first - shard.first_image
+                rows[offset : offset + len(batch)] = batch
+            else:
+                np.add.at(rows, owners[first : first + len(batch)] - shard.start, batch)
             first += len(batch)
             bar.update(len(batch))
-        views = np.bincount(owners[shard.first_image : shard.end_image] - shard.start, minlength=len(sums))
-        sums /= views[:, None].astype(np.float32)
-        store.save(shard, sums)
+        if not store.per_view:  # the sums of each record's images -> their mean
+            owned = owners[shard.first_image : shard.end_image] - shard.start
+            views = np.bincount(owned, minlength=len(rows))
+            rows /= views[:, None].astype(np.float32)
+        store.save(shard, rows)

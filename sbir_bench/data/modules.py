@@ -29,6 +29,10 @@ Batches:
   When the catalog has instance attributes (``Catalog.instance_attributes``), triplet batches also carry
   ``"sketch_attributes"``, ``"positive_attributes"``, ``"negative_attributes"`` (float ``[B, N_attr]``,
   the vectors of the items' instances) and ``info().attribute_dim`` is ``N_attr`` (0 without).
+- training, ``"class_batches"`` (DCML, CGN, ...): every batch ``C`` classes x ``n`` sketches plus the same
+  ``C`` classes x ``m`` partners (shapes, or photos), ``(C, n, m)`` from the method's ``class_batch``:
+  ``{"sketch": [C*n, ...], "sketch_label": long [C*n], "shape": [C*m, ...], "shape_label": long [C*m],
+  "sketch_index", "shape_index"}`` (catalog record indices), see :class:`_ClassBatches`.
 - validation / test: two loaders, queries (0) then gallery (1), batches ``{"input", "label", "index"}``
   where ``index`` is the position in that query or gallery list (0..N-1), so the evaluation engine can
   drop the duplicates a DistributedSampler pads with.
@@ -44,12 +48,23 @@ Inputs are cached backbone features (float32 ``[d]``, :mod:`sbir_bench.data.feat
 (float32 ``[3, H, W]``, sketches read as RGB) through :func:`~sbir_bench.data.images.image_transform`;
 ``"images_with_contours"`` serves photos as ``[6, H, W]``, the photo and its cached contour map drawn as a
 sketch (:mod:`sbir_bench.data.contours`), for methods whose image network also sees the photo's contours.
+A shape's feature under ``"features"`` is the mean of its views' features. The view inputs serve a shape
+as its ``V`` views: ``"view_features"`` as float32 ``[V, d]`` (per-view cache,
+:func:`~sbir_bench.data.feature_cache.extract_view_features`), ``"view_images"`` as ``[V, 3, H, W]``
+(each view through the image transform); a sketch stays ``[d]`` / ``[3, H, W]`` and a photo is served as
+a single view (``[1, d]`` / ``[1, 3, H, W]``), so sketch -> shape methods also run on image datasets.
+A method's ``views`` (e.g. ``"two"``) replaces the dataset's ``views`` option (its view recipe) and its
+``feature_pyramid`` (e.g. ``(1, 2, 4)``) the backbone's ``pyramid_levels``
+(:class:`~sbir_bench.data.backbones.PyramidPooling`).
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +78,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sbir_bench.data.backbones import BackboneSpec
 from sbir_bench.data.contours import ContourMaps, PhotoWithContour, photo_contours
-from sbir_bench.data.feature_cache import extract_features
+from sbir_bench.data.feature_cache import extract_features, extract_view_features, image_rows
 from sbir_bench.data.images import image_transform, load_image
 from sbir_bench.data.records import TEST_TRIPLETS, Catalog, DataInfo, DatasetError, Split
 from sbir_bench.data.semantics import class_attribute_vectors, class_word_vectors
@@ -71,7 +86,8 @@ from sbir_bench.registry import DATASETS
 
 __all__ = ["INPUTS", "TRAIN_SAMPLINGS", "RetrievalDataModule"]
 
-INPUTS = ("features", "images", "images_with_contours")
+INPUTS = ("features", "images", "images_with_contours", "view_features", "view_images")
+VIEW_INPUTS = ("view_features", "view_images")
 # triplet kinds -> (positive, negative): "partner" = the sketch's own photo (or, under class pairing, a photo
 # of its class), "class" = a photo of its class, "other_class" = a photo of another class, "other" = any
 # photo but the positive
@@ -82,7 +98,8 @@ TRIPLET_RULES = {
 }
 # fine-grained triplets drawn from per-sketch candidate lists (:class:`_ListedDraws`)
 LISTED_TRIPLETS = ("annotated_triplets", "attribute_triplets")
-TRAIN_SAMPLINGS = ("pairs", *TRIPLET_RULES, *LISTED_TRIPLETS, "none")
+TRAIN_SAMPLINGS = ("pairs", *TRIPLET_RULES, *LISTED_TRIPLETS, "class_batches", "none")
+CLASS_BATCH = (8, 4, 2)  # class_batches' default (C classes, n sketches, m shapes per class)
 EASY_NEGATIVE_PROBABILITY = 0.25  # Yu et al. (CVPR'16): share of annotated negatives replaced by random ones
 HARD_NEGATIVE_PROBABILITY = 0.5  # attribute_triplets: share of negatives drawn among attribute neighbours
 ATTRIBUTE_NEIGHBOURS = 10  # attribute_triplets: how many nearest same-class photos form the hard pool
@@ -126,10 +143,37 @@ class _Inputs:
         return self.transform(load_image(self.paths[record], mode="RGB"))
 
 
+class _ViewInputs:
+    """Record index -> model input under view inputs: a sketch as its feature row ``[d]`` or image
+    ``[3, S, S]``, any other record as the stack of its images (a shape's views; a photo's own image):
+    ``[V, d]`` rows of the per-view ``features`` (``rows[r]:rows[r + 1]``) or ``[V, 3, S, S]``."""
+
+    def __init__(
+        self,
+        is_sketch: np.ndarray,
+        images: list[list[str]],
+        features: np.ndarray | None,
+        rows: np.ndarray | None,
+        transform: Any | None,
+    ) -> None:
+        self.is_sketch, self.images, self.features = is_sketch, images, features
+        self.rows, self.transform = rows, transform
+
+    def __call__(self, record: int) -> Tensor:
+        if self.features is not None:
+            assert self.rows is not None
+            rows = self.features[int(self.rows[record]) : int(self.rows[record + 1])]
+            stack = torch.from_numpy(np.array(rows, dtype=np.float32))  # a copy off the memmap
+        else:
+            images = [load_image(path, mode="RGB") for path in self.images[record]]
+            stack = torch.stack([self.transform(image) for image in images])
+        return stack[0] if self.is_sketch[record] else stack
+
+
 class _PartDataset(Dataset):
     """One query or gallery list: ``{"input", "label", "index"}`` with ``index`` the position in the list."""
 
-    def __init__(self, records: np.ndarray, labels: np.ndarray, inputs: _Inputs) -> None:
+    def __init__(self, records: np.ndarray, labels: np.ndarray, inputs: _Inputs | _ViewInputs) -> None:
         self.records, self.labels, self.inputs = records, labels, inputs
 
     def __len__(self) -> int:
@@ -148,7 +192,7 @@ class _PairDataset(Dataset):
     photo, item ``(position, partner)`` the partner :class:`_EpochDraws` drew for it."""
 
     def __init__(
-        self, sketches: np.ndarray, own: np.ndarray | None, labels: np.ndarray, inputs: _Inputs
+        self, sketches: np.ndarray, own: np.ndarray | None, labels: np.ndarray, inputs: _Inputs | _ViewInputs
     ) -> None:
         self.sketches, self.own, self.labels, self.inputs = sketches, own, labels, inputs
 
@@ -180,7 +224,7 @@ class _TripletDataset(_PairDataset):
         sketches: np.ndarray,
         own: np.ndarray | None,
         labels: np.ndarray,
-        inputs: _Inputs,
+        inputs: _Inputs | _ViewInputs,
         record_labels: np.ndarray,
         record_attributes: np.ndarray | None = None,
     ) -> None:
@@ -315,6 +359,79 @@ class _ListedDraws(Sampler):
             yield position, positive, negative
 
 
+class _ClassDraws:
+    """Draws from one class's items: without replacement (a fresh seeded permutation whenever fewer than
+    ``k`` are left) while the class has at least ``k`` items, with replacement when it has fewer."""
+
+    def __init__(self, items: Tensor, generator: torch.Generator) -> None:
+        self.items, self.generator = items, generator
+        self.order = torch.empty(0, dtype=torch.long)
+
+    def take(self, k: int) -> Tensor:
+        if len(self.items) < k:
+            return self.items[torch.randint(len(self.items), (k,), generator=self.generator)]
+        if len(self.order) < k:
+            self.order = torch.randperm(len(self.items), generator=self.generator)
+        taken, self.order = self.order[:k], self.order[k:]
+        return self.items[taken]
+
+
+class _ClassBatches(Sampler):
+    """Each epoch: ``ceil(#sketches / (C * n))`` batches, each of ``C`` distinct training classes drawn
+    uniformly, with ``n`` sketches and ``m`` partners (shapes or photos) of each class (:class:`_ClassDraws`,
+    the class's sketches and partners drawn without replacement across the epoch while they last).
+
+    An item is one whole batch, ``(sketch records, partner records)``, class-major; every draw comes from
+    the DataModule's seeded training generator, so a rerun (or a run resumed with the generator's state)
+    draws the same batches. ``C`` is capped at the number of training classes.
+    """
+
+    def __init__(
+        self,
+        sketches: np.ndarray,
+        sketch_labels: np.ndarray,
+        partners: np.ndarray,
+        partner_labels: np.ndarray,
+        class_batch: tuple[int, int, int],
+        generator: torch.Generator,
+    ) -> None:
+        classes = np.unique(sketch_labels)  # _training_sets checked that each has partners
+        self.sketches = [torch.as_tensor(sketches[sketch_labels == c]) for c in classes]
+        self.partners = [torch.as_tensor(partners[partner_labels == c]) for c in classes]
+        num_classes, self.n, self.m = class_batch
+        self.num_classes = min(num_classes, len(classes))
+        self.batches = math.ceil(len(sketches) / (self.num_classes * self.n))
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[tuple[list[int], list[int]]]:
+        sketch_draws = [_ClassDraws(items, self.generator) for items in self.sketches]
+        partner_draws = [_ClassDraws(items, self.generator) for items in self.partners]
+        for _ in range(self.batches):
+            chosen = torch.randperm(len(self.sketches), generator=self.generator)[: self.num_classes].tolist()
+            sketches = torch.cat([sketch_draws[c].take(self.n) for c in chosen])
+            partners = torch.cat([partner_draws[c].take(self.m) for c in chosen])
+            yield sketches.tolist(), partners.tolist()
+
+
+class _ClassBatchDataset(Dataset):
+    """One whole ``class_batches`` batch per item (see the module docstring)."""
+
+    def __init__(self, inputs: _Inputs | _ViewInputs, record_labels: np.ndarray) -> None:
+        self.inputs, self.record_labels = inputs, record_labels
+
+    def __getitem__(self, item: tuple[list[int], list[int]]) -> dict[str, Tensor]:
+        sketches, shapes = item
+        batch = {}
+        for key, records in (("sketch", sketches), ("shape", shapes)):
+            batch[key] = torch.stack([self.inputs(record) for record in records])
+            batch[f"{key}_label"] = torch.as_tensor(self.record_labels[records], dtype=torch.long)
+            batch[f"{key}_index"] = torch.as_tensor(records, dtype=torch.long)
+        return batch
+
+
 def _annotated_candidates(
     sketches: np.ndarray, own: np.ndarray, partners: np.ndarray, triplets: np.ndarray
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -362,10 +479,11 @@ def _attribute_candidates(
 class RetrievalDataModule(L.LightningDataModule):
     """One split of a registered dataset, as features or images, for training and retrieval evaluation.
 
-    ``prepare_data`` builds the dataset and, for ``inputs="features"``, the (pre-trained) backbone and
-    its feature cache; ``setup`` loads them on every rank. ``backbone`` holds :class:`BackboneSpec`
-    fields; ``feature_batch_size`` is the backbone's batch in feature extraction (small batches are
-    fastest on a CPU, ``benchmarks/feature_throughput.py``; the features do not depend on it).
+    ``prepare_data`` builds the dataset and, for ``inputs="features"`` / ``"view_features"``, the
+    (pre-trained) backbone and its (pooled / per-view) feature cache; ``setup`` loads them on every
+    rank. ``backbone`` holds :class:`BackboneSpec` fields; ``feature_batch_size`` is the backbone's batch
+    in feature extraction (small batches are fastest on a CPU, ``benchmarks/feature_throughput.py``; the
+    features do not depend on it).
     ``accelerator`` is the trainer's: pre-training and extraction run on its device (``cpu`` never uses
     a GPU) and are cached per device type.
     Seeds: the same ``seed`` gives the same training batches (a ``torch.Generator`` seeded from it);
@@ -411,25 +529,81 @@ class RetrievalDataModule(L.LightningDataModule):
         self._catalog: Catalog | None = None
         self._split: Split | None = None
         self._features: np.ndarray | None = None
+        self._rows: np.ndarray | None = None  # per-view features: record r's rows are rows[r]:rows[r + 1]
         self._contours: ContourMaps | None = None
+        self._num_views = 0
         self._train_generator = torch.Generator()
         self.inputs, self.train_sampling = "", ""
+        self.views: str | None = None
+        self.class_batch: tuple[int, int, int] = CLASS_BATCH
         self.configure_for(inputs, train_sampling)
 
     # --- configuration ---------------------------------------------------------------------------
-    def configure_for(self, inputs: str, train_sampling: str) -> None:
-        """Serve what a method asks for (its class attributes); call before ``prepare_data``/``setup``."""
+    def configure_for(
+        self,
+        inputs: str,
+        train_sampling: str,
+        *,
+        views: str | None = None,
+        feature_pyramid: tuple[int, ...] | None = None,
+        class_batch: tuple[int, int, int] | None = None,
+    ) -> None:
+        """Serve what a method asks for (its class attributes); call before ``prepare_data``/``setup``.
+
+        ``views`` (a view set, e.g. ``"two"``) replaces the dataset option ``views``; ``feature_pyramid``
+        (non-empty) the backbone's ``pyramid_levels``; ``class_batch`` is ``(C, n, m)`` of
+        ``train_sampling="class_batches"``. None (or ``()``) keeps what the DataModule has.
+        """
         if inputs not in INPUTS:
             raise ValueError(f"unknown inputs {inputs!r}; expected one of {INPUTS}")
         if train_sampling not in TRAIN_SAMPLINGS:
             raise ValueError(f"unknown train_sampling {train_sampling!r}; expected one of {TRAIN_SAMPLINGS}")
-        if self._catalog is not None and inputs != self.inputs:
-            raise RuntimeError("configure_for changed inputs after setup(); configure the DataModule first")
-        self.inputs, self.train_sampling = inputs, train_sampling
+        backbone = self.backbone
+        if feature_pyramid:
+            backbone = replace(backbone, pyramid_levels=tuple(feature_pyramid))
+        if class_batch is not None:
+            class_batch = tuple(class_batch)  # type: ignore[assignment]
+            if len(class_batch) != 3 or not all(isinstance(k, int) and k >= 1 for k in class_batch):
+                raise ValueError(f"class_batch must be three positive ints (C, n, m), got {class_batch!r}")
+        changed = inputs != self.inputs or backbone != self.backbone or (views or self.views) != self.views
+        if self._catalog is not None and changed:
+            raise RuntimeError(
+                "configure_for changed inputs, views or the feature pyramid after setup(); "
+                "configure the DataModule first"
+            )
+        self.inputs, self.train_sampling, self.backbone = inputs, train_sampling, backbone
+        self.views = views or self.views
+        self.class_batch = class_batch or self.class_batch
+
+    def configure_for_method(self, method: type) -> None:
+        """:meth:`configure_for` with a method class's attributes ``inputs``, ``train_sampling`` and, where
+        it has them, ``views``, ``feature_pyramid`` and ``class_batch`` (defaults: None, (), (8, 4, 2))."""
+        self.configure_for(
+            method.inputs,
+            method.train_sampling,
+            views=getattr(method, "views", None),
+            feature_pyramid=tuple(getattr(method, "feature_pyramid", ())),
+            class_batch=tuple(getattr(method, "class_batch", CLASS_BATCH)),
+        )
 
     # --- Lightning hooks -----------------------------------------------------------------------------
+    def _dataset_options(self) -> dict[str, Any]:
+        """The dataset's options, with ``views`` replaced by the method's view set when it has one."""
+        options = dict(self.dataset_kwargs)
+        if self.views is None:
+            return options
+        parameters = inspect.signature(DATASETS.get(self.dataset)).parameters.values()
+        if not any(p.name == "views" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            raise DatasetError(
+                f"the method renders its shapes as views={self.views!r}, but dataset {self.dataset!r} has "
+                "no view recipe (its builder takes no 'views' option): use a sketch -> 3D dataset "
+                "(synthetic_3d, shrec13, shrec14, part_shrec14)"
+            )
+        options["views"] = self.views
+        return options
+
     def _build_catalog(self) -> Catalog:
-        catalog = DATASETS.create(self.dataset, cache_dir=self.cache_dir, **self.dataset_kwargs)
+        catalog = DATASETS.create(self.dataset, cache_dir=self.cache_dir, **self._dataset_options())
         catalog.split(self.split)  # an unknown split fails here, naming the known ones
         semantics = dict(self.semantics)
         attributes = semantics.pop("attributes", None)
@@ -448,7 +622,8 @@ class RetrievalDataModule(L.LightningDataModule):
         return catalog
 
     def _features_of(self, catalog: Catalog, progress: bool) -> np.ndarray:
-        return extract_features(
+        extract = extract_view_features if self.inputs == "view_features" else extract_features
+        return extract(
             catalog,
             self.backbone,
             self.cache_dir,
@@ -461,7 +636,7 @@ class RetrievalDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Build the dataset, then (features only) pre-train the backbone and fill the feature cache."""
         catalog = self._build_catalog()
-        if self.inputs == "features":
+        if self.inputs in ("features", "view_features"):
             self._features_of(catalog, progress=True)
         elif self.inputs == "images_with_contours":
             photo_contours(catalog, self.cache_dir, self.backbone.image_size, progress=True)
@@ -471,19 +646,39 @@ class RetrievalDataModule(L.LightningDataModule):
         if self._catalog is not None:
             return
         catalog = self._build_catalog()
-        if self.inputs != "features":
+        if self.inputs not in ("features", *VIEW_INPUTS):
             shapes = catalog.records["path"].eq("").to_numpy()
             if shapes.any():
                 raise DatasetError(
                     f"{catalog.name}: inputs={self.inputs!r} serves sketches and photos only; "
-                    f"{int(shapes.sum())} records are shapes (use inputs='features')"
+                    f"{int(shapes.sum())} records are shapes (use inputs='features', 'view_features' "
+                    "or 'view_images')"
                 )
-        self._features = self._features_of(catalog, progress=False) if self.inputs == "features" else None
+        self._num_views = self._views_per_item(catalog)
+        with_features = self.inputs in ("features", "view_features")
+        self._features = self._features_of(catalog, progress=False) if with_features else None
+        self._rows = image_rows(catalog) if self.inputs == "view_features" else None
         if self.inputs == "images_with_contours":
             self._contours = photo_contours(catalog, self.cache_dir, self.backbone.image_size, progress=False)
         self._split = catalog.split(self.split)
         self._train_generator = torch.Generator().manual_seed(self.seed)
         self._catalog = catalog
+
+    def _views_per_item(self, catalog: Catalog) -> int:
+        """``V``: the views of every shape (they must agree under view inputs; else the commonest count),
+        1 for photos under view inputs, 0 for photos otherwise."""
+        records = catalog.records
+        shapes = records["domain"].eq("shape").to_numpy()
+        if not shapes.any():
+            return 1 if self.inputs in VIEW_INPUTS else 0
+        counts = records["views"][shapes].map(len)
+        if counts.nunique() > 1 and self.inputs in VIEW_INPUTS:  # pooled features average any number
+            odd = counts[counts != counts.mode().iloc[0]]
+            raise DatasetError(
+                f"{catalog.name}: shapes have different numbers of views ({sorted(set(counts))}), e.g. "
+                f"{records['instance'][odd.index[0]]!r} has {int(odd.iloc[0])}; view inputs need one count"
+            )
+        return int(counts.mode().iloc[0])
 
     def state_dict(self) -> dict[str, Any]:
         """The training generator's state, saved in every checkpoint, so that a run resumed from one draws
@@ -516,6 +711,8 @@ class RetrievalDataModule(L.LightningDataModule):
             class_semantics=catalog.class_semantics,
             attribute_dim=self._attribute_dim(),
             dataset=catalog.name,
+            num_views=self._num_views,
+            feature_levels=self.backbone.pyramid_levels,
         )
 
     def _attribute_dim(self) -> int:
@@ -542,8 +739,16 @@ class RetrievalDataModule(L.LightningDataModule):
         return table
 
     # --- loaders ---------------------------------------------------------------------------------------
-    def _inputs(self, train: bool) -> _Inputs:
+    def _inputs(self, train: bool) -> _Inputs | _ViewInputs:
         paths = self.catalog.records["path"].tolist()
+        if self.inputs in VIEW_INPUTS:
+            records = self.catalog.records
+            views = records["views"]
+            images = [[path] if path else list(view) for path, view in zip(paths, views, strict=True)]
+            size = self.backbone.image_size
+            transform = None if self._features is not None else image_transform(size, train=train)
+            is_sketch = records["domain"].eq("sketch").to_numpy()
+            return _ViewInputs(is_sketch, images, self._features, self._rows, transform)
         if self.inputs == "features":
             return _Inputs(paths, self._features, None)
         photos = None
@@ -552,7 +757,7 @@ class RetrievalDataModule(L.LightningDataModule):
             photos = (is_photo, PhotoWithContour(paths, self._contours, train=train))
         return _Inputs(paths, None, image_transform(self.backbone.image_size, train=train), photos)
 
-    def _loader(self, dataset: Dataset, batch_size: int, **options: Any) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int | None, **options: Any) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -608,6 +813,17 @@ class RetrievalDataModule(L.LightningDataModule):
             )
         sketches, own, labels, partners = self._training_sets()
         inputs = self._inputs(train=True)
+        if self.train_sampling == "class_batches":
+            sampler = _ClassBatches(
+                sketches,
+                labels,
+                partners.index.to_numpy(),
+                partners["label"].to_numpy(),
+                self.class_batch,
+                self._train_generator,
+            )
+            dataset = _ClassBatchDataset(inputs, self.catalog.records["label"].to_numpy())
+            return self._loader(dataset, None, sampler=sampler, generator=self._train_generator)
         drop_last = len(sketches) % self.batch_size == 1 < len(sketches)  # BatchNorm cannot train on one item
         if self.train_sampling in LISTED_TRIPLETS:
             sampler = self._listed_draws(sketches, own, labels, partners)
@@ -644,7 +860,12 @@ class RetrievalDataModule(L.LightningDataModule):
         )
 
     def _triplet_dataset(
-        self, sketches: np.ndarray, own: np.ndarray | None, labels: np.ndarray, inputs: _Inputs, partners
+        self,
+        sketches: np.ndarray,
+        own: np.ndarray | None,
+        labels: np.ndarray,
+        inputs: _Inputs | _ViewInputs,
+        partners: pd.DataFrame,
     ) -> _TripletDataset:
         record_labels = self.catalog.records["label"].to_numpy()
         attributes = self._record_attributes(np.concatenate([sketches, partners.index.to_numpy()]))

@@ -1,14 +1,15 @@
 """Stand-in for ImageNet pre-training: the backbone trained as a classifier on the catalog's photos.
 
 Only photos that every split of the catalog puts in its training part are used, so no unseen class and
-no evaluation item (nor an extended photo) ever shapes the features. The weights are a verified cache
-entry (:mod:`sbir_bench.data.cache_entries`), keyed by the catalog fingerprint, the whole spec and the
-device type.
+no evaluation item (nor an extended photo) ever shapes the features. A sketch -> 3D catalog (shapes, no
+photos) pre-trains on the rendered views of such shapes instead, each view labelled with its shape's
+class. The weights are a verified cache entry (:mod:`sbir_bench.data.cache_entries`), keyed by the
+catalog fingerprint, the whole spec and the device type.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,23 +34,39 @@ from sbir_bench.data.images import pretrain_transform
 from sbir_bench.data.records import Catalog, DatasetError
 from sbir_bench.files import atomic_path, file_lock
 
-__all__ = ["pretrain_backbone", "pretraining_indices"]
+__all__ = ["pretrain_backbone", "pretraining_images", "pretraining_indices"]
 
 
 def pretraining_indices(catalog: Catalog) -> np.ndarray:
-    """Record indices of the photos in the training part of *every* split (sorted).
+    """Record indices of the photos in the training part of *every* split (sorted); of the shapes when
+    the catalog has shapes and no photos (their rendered views pre-train, :func:`pretraining_images`).
 
     Taking the intersection keeps out each split's unseen classes and evaluation items, so features
     trained on them can serve every split of the catalog without leakage.
     """
+    domains = catalog.records["domain"].to_numpy()
+    domain = "shape" if (domains == "shape").any() and not (domains == "photo").any() else "photo"
     if not catalog.splits:
-        raise DatasetError(f"{catalog.name}: no splits, so no training photos to pre-train on")
-    photos = np.flatnonzero(catalog.records["domain"].to_numpy() == "photo")
+        raise DatasetError(f"{catalog.name}: no splits, so no training {domain}s to pre-train on")
+    items = np.flatnonzero(domains == domain)
     for split in catalog.splits.values():
-        photos = np.intersect1d(photos, split.train)
-    if len(photos) == 0:
-        raise DatasetError(f"{catalog.name}: no photo is in the training part of every split")
-    return photos
+        items = np.intersect1d(items, split.train)
+    if len(items) == 0:
+        raise DatasetError(f"{catalog.name}: no {domain} is in the training part of every split")
+    return items
+
+
+def pretraining_images(catalog: Catalog, indices: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(image paths, class labels) of the records ``indices``: a photo's own image, each rendered view
+    of a shape (labelled with the shape's class)."""
+    records = catalog.records.iloc[indices]
+    paths: list[str] = []
+    labels: list[int] = []
+    for path, views, label in zip(records["path"], records["views"], records["label"], strict=True):
+        images = [path] if path else list(views)
+        paths.extend(images)
+        labels.extend([int(label)] * len(images))
+    return paths, np.asarray(labels, dtype=np.int64)
 
 
 def pretrain_backbone(
@@ -64,15 +81,18 @@ def pretrain_backbone(
     """Stand-in for ImageNet pre-training: the cached backbone weights (None when ``pretrain_epochs == 0``).
 
     Trains the backbone (from ``spec``'s initial weights) plus a linear classifier with cross-entropy
-    on :func:`pretraining_indices` photos for ``pretrain_epochs`` epochs: AdamW (weight decay 0.05),
-    cosine learning-rate decay per step, the augmentation of
+    on the images of :func:`pretraining_indices` (photos, or the shapes' views) for ``pretrain_epochs``
+    epochs: AdamW (weight decay 0.05), cosine learning-rate decay per step, the augmentation of
     :func:`~sbir_bench.data.images.pretrain_transform` (crops, flips, and with ``pretrain_edge_prob`` a
     photo's own edge map in its place), seeded with ``spec.seed``. The backbone's
-    state_dict (classifier dropped) is cached, keyed by the catalog fingerprint, the whole spec and the
-    device type that trains (:func:`~sbir_bench.data.backbones.compute_device` of ``accelerator``).
+    state_dict (classifier dropped) is cached, keyed by the catalog fingerprint, the whole spec (less
+    ``pyramid_levels``, which only changes extraction) and the device type that trains
+    (:func:`~sbir_bench.data.backbones.compute_device` of ``accelerator``).
     """
     if spec.pretrain_epochs <= 0:
         return None
+    spec = replace(spec, pyramid_levels=())  # pre-trained as a classifier on pooled features
+    spec_key = {name: value for name, value in asdict(spec).items() if name != "pyramid_levels"}
     require_fingerprint(catalog)
     device = compute_device(accelerator)
     key = normalised_key(
@@ -80,7 +100,7 @@ def pretrain_backbone(
             "format": CACHE_FORMAT,
             "catalog": catalog.name,
             "fingerprint": catalog.fingerprint,
-            "spec": asdict(spec),
+            "spec": spec_key,
             "init": weights_identity(spec),
             "transform": repr(_pretraining_transform(spec)),
             "timm": timm.__version__,
@@ -98,7 +118,8 @@ def pretrain_backbone(
         state = _train_classifier(catalog, spec, indices, device, num_workers=num_workers, progress=progress)
         with atomic_path(weights_file) as temporary:
             torch.save(state, temporary)
-        write_meta(weights_file, key, num_photos=int(len(indices)))
+        num_images = len(pretraining_images(catalog, indices)[0])
+        write_meta(weights_file, key, num_items=int(len(indices)), num_images=num_images)
     return weights_file
 
 
@@ -115,19 +136,19 @@ def _train_classifier(
     num_workers: int,
     progress: bool,
 ) -> dict[str, torch.Tensor]:
-    records = catalog.records.iloc[indices]
-    classes, targets = np.unique(records["label"].to_numpy(), return_inverse=True)
+    paths, labels = pretraining_images(catalog, indices)
+    classes, targets = np.unique(labels, return_inverse=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         model = backbones.create_backbone(spec).to(device).train()
         head = nn.Linear(feature_dim(model), len(classes)).to(device)
-        photos = ImageFiles(records["path"].tolist(), _pretraining_transform(spec), targets)
-        batch_size = min(spec.pretrain_batch_size, len(photos))
+        dataset = ImageFiles(paths, _pretraining_transform(spec), targets)
+        batch_size = min(spec.pretrain_batch_size, len(dataset))
         loader = DataLoader(
-            photos,
+            dataset,
             batch_size=batch_size,
             shuffle=True,
-            drop_last=len(photos) > batch_size,  # no size-1 tail batch for BatchNorm
+            drop_last=len(dataset) > batch_size,  # no size-1 tail batch for BatchNorm
             num_workers=num_workers,
             generator=torch.Generator().manual_seed(spec.seed),
         )
@@ -139,7 +160,7 @@ def _train_classifier(
         bar = tqdm(
             total=spec.pretrain_epochs * len(loader),
             disable=not progress,
-            desc=f"stand-in pre-training {spec.name} on {len(photos)} {catalog.name} photos",
+            desc=f"stand-in pre-training {spec.name} on {len(dataset)} {catalog.name} images",
         )
         for epoch in range(spec.pretrain_epochs):
             for images, labels in loader:

@@ -51,6 +51,8 @@ class DataInfo:
     image_size: int | None = None
     class_semantics: np.ndarray | None = field(default=None, repr=False)  # [num_classes, dim]
     attribute_dim: int = 0  # width of the per-instance attribute vectors (fine-grained), 0 when none
+    num_views: int = 0  # views per gallery item under view inputs (a shape's rendered views), 0 when none
+    feature_levels: tuple[int, ...] = ()  # the backbone's pooling pyramid (feature_dim = d * sum(L * L))
     dataset: str = ""  # the dataset's name, for error messages (not saved in checkpoints)
 
 

@@ -14,10 +14,16 @@ How each chance level is computed (K' = min(K, G), H_n = 1 + 1/2 + ... + 1/n):
   E[rel(k) hits@k] = (R/G)(1 + (k-1)(R-1)/(G-1)); e.g. ``map@all`` = (1/G) [H_G + (R-1)(G - H_G)/(G-1)].
 - ``map@K``: exact, conditioning on the hypergeometric number h of hits in the top K' (the h positions
   are then uniform): E[map@K | h] = (1/K') [H_K' + (h-1)(K' - H_K')/(K'-1)].
+- SHREC metrics, exact by linearity (each relevant item sits at any rank with probability 1/G; K' as
+  above): ``nn`` R/G; ``ft`` R/G; ``st`` min(2R, G)/G; ``e`` = 2h/(32 + R) is linear in the hits h at
+  rank 32, so 2 R min(32, G) / (G (32 + R)); ``dcg`` and ``dcg_log2i1`` (R/G) sum_{i<=G} w(i) over the
+  ideal sum_{i<=R} w(i). ``e_mean_pr`` (an F1 of means, not a mean): the F1 of the mean expected P@32
+  and R@32 (its value for a large number of queries).
 - ``map@K_voc`` and ``map@all_voc`` (interpolated): Monte-Carlo, ``shuffles`` seeded random rankings per
   distinct R (seed from (R, G), so a value never depends on the other queries), with its standard error.
 
-Ceilings: ``p@K`` min(R, K)/K; ``map@K_yelamarthi`` min(R, K)/K; every other metric 1 (R > 0), and 0 for
+Ceilings: ``p@K`` min(R, K)/K; ``map@K_yelamarthi`` min(R, K)/K; ``e`` 2 min(32, R)/(32 + R); every
+other metric 1 (R > 0), and 0 for
 queries with R = 0 where the metric counts them as 0.
 """
 
@@ -29,15 +35,25 @@ import numpy as np
 from scipy.stats import hypergeom
 
 from sbir_bench.evaluation.metrics import (
+    E_DEPTH,
     MetricSpec,
     accuracy_at_k,
     average_precision_at_k,
     average_precision_at_k_voc,
     average_precision_at_k_yelamarthi,
     average_precision_voc,
+    dcg_log2_i1,
+    dcg_shrec,
+    e_measure,
+    f1_of_means,
+    first_tier,
+    log2_i1_gains,
+    nearest_neighbour,
     parse_metric,
     precision_at_k,
     precision_at_min_k_r,
+    second_tier,
+    shrec_gains,
 )
 
 DEFAULT_SHUFFLES = 4000
@@ -78,6 +94,45 @@ def _expected_map_at_k(n_relevant: int, n_gallery: int, depth: int) -> float:
     return float(np.sum(probability * (harmonic + spread) / depth))
 
 
+def _expected_dcg(gains, n_relevant: int, n_gallery: int) -> float:  # noqa: ANN001
+    """E[normalised DCG]: each rank holds a relevant item with probability R/G."""
+    return (
+        n_relevant
+        / n_gallery
+        * gains(np.arange(1, n_gallery + 1)).sum()
+        / gains(np.arange(1, n_relevant + 1)).sum()
+    )
+
+
+def _e_bounds(n_relevant: int, n_gallery: int) -> tuple[float, float]:
+    expected_hits = n_relevant * min(E_DEPTH, n_gallery) / n_gallery
+    return 2 * expected_hits / (E_DEPTH + n_relevant), 2 * min(E_DEPTH, n_relevant) / (E_DEPTH + n_relevant)
+
+
+# SHREC metrics: (R, G) -> (chance, ceiling), exact (module docstring)
+_SHREC = {
+    nearest_neighbour: lambda r, g: (r / g, 1.0),
+    first_tier: lambda r, g: (r / g, 1.0),
+    second_tier: lambda r, g: (min(2 * r, g) / g, 1.0),
+    e_measure: _e_bounds,
+    dcg_shrec: lambda r, g: (_expected_dcg(shrec_gains, r, g), 1.0),
+    dcg_log2_i1: lambda r, g: (_expected_dcg(log2_i1_gains, r, g), 1.0),
+}
+
+
+def _mean_pr_references(n_relevant: np.ndarray, n_gallery: int) -> MetricReference:
+    """``e_mean_pr``: the F1 of the mean expected (and of the mean perfect) P@32 and R@32."""
+    n_relevant = n_relevant[n_relevant > 0].astype(np.float64)
+    if n_relevant.size == 0:
+        return MetricReference(float("nan"), float("nan"), float("nan"), True)
+    depth = min(E_DEPTH, n_gallery)
+    expected_hits = n_relevant * depth / n_gallery
+    perfect_hits = np.minimum(E_DEPTH, n_relevant)
+    chance = f1_of_means(np.stack([expected_hits / E_DEPTH, expected_hits / n_relevant], axis=1))
+    ceiling = f1_of_means(np.stack([perfect_hits / E_DEPTH, perfect_hits / n_relevant], axis=1))
+    return MetricReference(chance, ceiling, 0.0, True)
+
+
 def _simulated(spec: MetricSpec, n_relevant: int, n_gallery: int, shuffles: int) -> tuple[float, float]:
     """(mean, standard error) of an interpolated AP over seeded random rankings."""
     rng = np.random.default_rng([n_relevant, n_gallery, spec.k or 0])
@@ -112,6 +167,9 @@ def _per_query(
             return _expected_map_at_k(n_relevant, n_gallery, depth), np.nan, 1.0
         if function is average_precision_at_k_yelamarthi:
             return _expected_precision_sum(n_relevant, n_gallery, depth) / k, np.nan, min(n_relevant, k) / k
+    elif spec.ranks_metric in _SHREC:
+        chance, ceiling = _SHREC[spec.ranks_metric](n_relevant, n_gallery)
+        return chance, np.nan, ceiling
     elif spec.ranks_metric is not average_precision_voc:  # map@all
         return _expected_precision_sum(n_relevant, n_gallery, n_gallery) / n_relevant, np.nan, 1.0
     chance, error = _simulated(spec, n_relevant, n_gallery, shuffles)
@@ -129,6 +187,8 @@ def chance_and_ceiling(
     n_relevant = np.asarray(n_relevant, dtype=np.int64)
     if n_gallery < 1 or (n_relevant < 0).any() or (n_relevant > n_gallery).any():
         raise ValueError(f"relevant counts must lie in 0..{n_gallery} (the gallery size)")
+    if spec.aggregate is not None:
+        return _mean_pr_references(n_relevant, n_gallery)
     values, counts = np.unique(n_relevant, return_counts=True)
     if spec.undefined_without_relevant:
         counts = np.where(values > 0, counts, 0)

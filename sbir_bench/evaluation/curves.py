@@ -4,7 +4,10 @@ Built on the evaluation engine's exact full ranking (:meth:`PairwiseScorer.map_b
 ``full_ranking``, :func:`relevant_ranks`): the p-th relevant item of a query at rank r_p has precision p / r_p
 at recall p / R. AP is ``map@all``'s per-query value (:func:`average_precision`); the curve is the mean
 over queries (with a relevant item) of the interpolated precision max_{recall' >= recall} P(recall') at
-evenly spaced recall levels, as in PASCAL VOC (Everingham et al., IJCV 2010).
+evenly spaced recall levels, as in PASCAL VOC (Everingham et al., IJCV 2010) (``convention="voc"``), or
+SHREC's 20-point curve (``convention="shrec"``: recall j/20, linearly interpolated precision, each level
+averaged over the queries it does not skip;
+:func:`~sbir_bench.evaluation.metrics.shrec_precision_at_recall_levels`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ from typing import Any
 import numpy as np
 
 from sbir_bench.evaluation.engine import RelevanceIndex, label_runs
-from sbir_bench.evaluation.metrics import average_precision
+from sbir_bench.evaluation.metrics import (
+    CURVE_CONVENTIONS,
+    SHREC_RECALL_LEVELS,
+    average_precision,
+    shrec_precision_at_recall_levels,
+)
 from sbir_bench.evaluation.search import PairwiseScorer, relevant_ranks, to_numpy
 
 
@@ -43,13 +51,19 @@ def ranking_curves(
     gallery_embeddings: Any,
     gallery_labels: Any,
     *,
-    distance: str = "cosine",
+    distance: Any = "cosine",
     recall_levels: int = 11,
+    convention: str = "voc",
 ) -> RankingCurves:
+    """Per-query AP and the mean precision-recall curve (``recall_levels`` VOC points, or SHREC's 20)."""
+    if convention not in CURVE_CONVENTIONS:
+        raise ValueError(f"unknown curve convention {convention!r}; expected one of {CURVE_CONVENTIONS}")
     scorer = PairwiseScorer(query_embeddings, gallery_embeddings, distance)
     index = RelevanceIndex.of(scorer, query_labels, gallery_labels)
     query_codes, class_sizes, gallery_by_class = index.query_codes, index.class_sizes, index.gallery_by_class
-    levels = np.linspace(0.0, 1.0, recall_levels)
+    shrec = convention == "shrec"
+    levels = SHREC_RECALL_LEVELS if shrec else np.linspace(0.0, 1.0, recall_levels)
+    recall_levels = len(levels)
     ap = np.full(scorer.n_queries, np.nan)
     curves = np.full((scorer.n_queries, recall_levels), np.nan)
 
@@ -62,6 +76,9 @@ def ranking_curves(
                 continue
             ranks = relevant_ranks(keys[start:stop], gallery_by_class[code])
             ap[rows[start:stop]] = average_precision(ranks)
+            if shrec:
+                curves[rows[start:stop]] = shrec_precision_at_recall_levels(ranks)
+                continue
             precision = np.arange(1, n_relevant + 1) / ranks
             interpolated = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # max over recall' >= r
             recall = np.arange(1, n_relevant + 1) / n_relevant
@@ -71,5 +88,16 @@ def ranking_curves(
     order = np.argsort(query_codes, kind="stable")
     scorer.map_blocks(score, order, full_ranking=True)
     with_relevant = ~np.isnan(ap)
-    precision = curves[with_relevant].mean(axis=0) if with_relevant.any() else np.full(recall_levels, np.nan)
+    if shrec:  # each level over the queries it does not skip
+        counted = ~np.isnan(curves)
+        precision = np.divide(
+            np.nansum(curves, axis=0),
+            counted.sum(axis=0),
+            out=np.full(recall_levels, np.nan),
+            where=counted.any(axis=0),
+        )
+    elif with_relevant.any():
+        precision = curves[with_relevant].mean(axis=0)
+    else:
+        precision = np.full(recall_levels, np.nan)
     return RankingCurves(per_query_ap=ap, recall=levels, precision=precision)

@@ -93,6 +93,7 @@ def evaluate(
     backend: str = "torch",
     references: bool = False,
     triplets: Any = None,
+    class_mean: bool = False,
 ) -> dict[str, float]:
     """Each requested metric (mean over queries) plus the counts ``n_queries``, ``n_gallery`` and
     ``n_queries_without_relevant``.
@@ -109,6 +110,8 @@ def evaluate(
     (``score(query rows, gallery) -> [n, G]``, smaller = closer; :mod:`sbir_bench.evaluation.search`).
     ``triplet_acc`` needs ``triplets``, int [T, 3] of (query, positive gallery item, negative gallery item)
     positions (fine-grained datasets' annotated test triplets); ``n_triplets`` is then counted too.
+    ``class_mean=True`` adds ``class_mean/<metric>``: the per-query values averaged within each query
+    class, then over classes (SHREC's "average by class"; every per-query metric, not ``e_mean_pr``).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
@@ -142,7 +145,10 @@ def evaluate(
                 values[spec.name] = spec.top_k_metric(relevance, spec.k, n_relevant[rows])
         if ranks_specs:
             assert keys is not None
-            per_query = {spec.name: np.full(len(rows), np.nan) for spec in ranks_specs}
+            per_query = {
+                spec.name: np.full((len(rows), spec.width) if spec.width > 1 else len(rows), np.nan)
+                for spec in ranks_specs
+            }
             for start, stop, code in label_runs(codes):
                 if class_sizes[code]:
                     ranks = relevant_ranks(keys[start:stop], gallery_by_class[code])
@@ -167,6 +173,11 @@ def evaluate(
         else []
     )
     result = {spec.name: _mean(spec, [block[spec.name] for block in per_block]) for spec in specs}
+    if class_mean:
+        for spec in specs:
+            if spec.aggregate is None:
+                values = np.concatenate([block[spec.name] for block in per_block])
+                result[f"class_mean/{spec.name}"] = _class_mean(values, query_codes[by_label])
     if triplet_positions is not None and triplet_specs:
         query, positive, negative = triplet_positions.T
         correct = triplet_accuracy(scorer.pair_keys(query, positive), scorer.pair_keys(query, negative))
@@ -205,13 +216,22 @@ def _triplet_positions(triplets: Any, scorer: PairwiseScorer) -> np.ndarray:
     return array
 
 
+def _class_mean(values: np.ndarray, codes: np.ndarray) -> float:
+    """Mean over query classes of the mean over each class's queries (queries with a NaN value, i.e.
+    without a relevant item where the metric leaves them out, are left out; so is a class with none left)."""
+    kept = ~np.isnan(values)
+    totals = np.bincount(codes[kept], weights=values[kept])
+    counts = np.bincount(codes[kept], minlength=len(totals))
+    return float((totals[counts > 0] / counts[counts > 0]).mean()) if kept.any() else float("nan")
+
+
 def _mean(spec: MetricSpec, chunks: list[np.ndarray]) -> float:
     values = np.concatenate(chunks)
     if spec.undefined_without_relevant:
-        values = values[~np.isnan(values)]
+        values = values[~np.isnan(values).reshape(len(values), -1).any(axis=1)]
         if values.size == 0:
             return float("nan")
-    return float(values.mean())
+    return spec.aggregate(values) if spec.aggregate is not None else float(values.mean())
 
 
 # --- distributed gather ---------------------------------------------------------------------------------

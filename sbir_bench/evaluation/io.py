@@ -71,6 +71,7 @@ def evaluate_files(
     metrics: tuple[str, ...] | list[str] = DEFAULT_METRICS,
     distance: str = "cosine",
     triplets_path: str | Path | None = None,
+    class_mean: bool = False,
 ) -> dict[str, float]:
     """Metrics of the query file against the gallery file (see :func:`evaluate`)."""
     queries, query_labels = load_embeddings(queries_path)
@@ -97,6 +98,7 @@ def evaluate_files(
             distance=distance,
             metrics=metrics,
             triplets=triplets,
+            class_mean=class_mean,
         )
     except ValueError as error:
         if triplets is not None and str(error).startswith("triplet"):

@@ -24,6 +24,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,10 @@ from sbir_bench.efficiency import (
     hardware_description,
 )
 from sbir_bench.files import atomic_write_text
-from sbir_bench.leaderboard import fine_grained, references
+from sbir_bench.leaderboard import references
+from sbir_bench.leaderboard import track_table as tracks
 from sbir_bench.leaderboard.cells import efficiency_value, mean_present, typed_frame
+from sbir_bench.leaderboard.fine_grained import FINE_GRAINED_TABLE
 from sbir_bench.leaderboard.record import RunRecord, scan_records
 from sbir_bench.leaderboard.select import (
     TABLED_SETTINGS,
@@ -50,6 +53,7 @@ from sbir_bench.leaderboard.select import (
     relative_file,
     select,
 )
+from sbir_bench.leaderboard.shape import SHAPE_TABLE
 
 SETTING_PREFIX = dict(zip(TABLED_SETTINGS, ("trad", "zs", "gzs"), strict=True))  # traditional, zeroshot, gzs
 HEADLINE_METRICS = ("p@200", "map@200")  # mean, sem and n for each setting
@@ -57,6 +61,7 @@ HEADLINE_METRICS = ("p@200", "map@200")  # mean, sem and n for each setting
 OTHER_METRICS = ("p@100", "map@200_yelamarthi", "map@all", "map@all_voc", "map@200_voc", "p@200_minr")
 SPLIT_COLUMNS = tuple(f"{prefix}_split" for prefix in SETTING_PREFIX.values())
 KEY_COLUMNS = ("method", "variant", "dataset", *SPLIT_COLUMNS)
+TRACK_TABLES = (FINE_GRAINED_TABLE, SHAPE_TABLE)  # tables of their own beside leaderboard.csv
 PAPER_COLUMNS = (
     "paper_trad_p@200",
     "paper_zs_p@200",
@@ -460,7 +465,7 @@ class Rebuilt:
     table: pd.DataFrame
     changes: list[dict[str, str]]
     selection: Selection
-    fine_grained: pd.DataFrame  # the fine-grained table (fine_grained.csv / .md)
+    tracks: dict[str, pd.DataFrame]  # each track's table by its CSV name (fine_grained.csv, shape.csv)
     notes: tuple[str, ...]
     unreadable: tuple[SetAside, ...]  # the record files that could not be read (also in selection)
 
@@ -480,20 +485,31 @@ def rebuild_leaderboard(
     previous = Path(out_dir) / CSV_NAME
     changes = changed_rows(previous.read_text(encoding="utf-8") if previous.is_file() else "", table)
     write_leaderboard(table, out_dir, failed_runs(selection))
-    fine = fine_grained.fine_grained_table(records, fine_grained.load_paper_results())
-    fine_csv = Path(out_dir) / fine_grained.CSV_NAME
-    changes += changed_rows(
-        fine_csv.read_text(encoding="utf-8") if fine_csv.is_file() else "",
-        fine,
-        key_columns=fine_grained.KEY_COLUMNS,
-        headline=fine_grained.HEADLINE_METRICS,
-        formatted=fine_grained.format_csv,
-    )
-    if not fine.empty or fine_csv.is_file():  # no fine-grained file until there are fine-grained records
-        atomic_write_text(fine_csv, fine_grained.format_csv(fine))
-        atomic_write_text(Path(out_dir) / fine_grained.MARKDOWN_NAME, fine_grained.format_markdown(fine))
+    by_track = {
+        track.csv_name: _write_track(track, records, Path(out_dir), changes) for track in TRACK_TABLES
+    }
     notes = references.collect(selection.rows).notes
-    return Rebuilt(table, changes, selection, fine, notes, tuple(unread))
+    return Rebuilt(table, changes, selection, by_track, notes, tuple(unread))
+
+
+def _write_track(
+    track: tracks.TrackTable, records: list[RunRecord], out_dir: Path, changes: list[dict[str, str]]
+) -> pd.DataFrame:
+    """A track's table, its changed rows added to ``changes``; its files are written once the track has
+    records (or when they exist already)."""
+    table = tracks.track_table(track, records, tracks.load_paper_results(track))
+    path = out_dir / track.csv_name
+    changes += changed_rows(
+        path.read_text(encoding="utf-8") if path.is_file() else "",
+        table,
+        key_columns=tracks.KEY_COLUMNS,
+        headline=track.headline,
+        formatted=partial(tracks.format_csv, track),
+    )
+    if not table.empty or path.is_file():
+        atomic_write_text(path, tracks.format_csv(track, table))
+        atomic_write_text(out_dir / track.markdown_name, tracks.format_markdown(track, table))
+    return table
 
 
 def rebuild(

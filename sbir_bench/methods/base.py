@@ -39,13 +39,19 @@ def data_hparams(info: DataInfo) -> dict[str, Any]:
     vectors keeps them in a buffer, so they come back with its state_dict.
     """
     semantics = info.class_semantics
-    return {
+    hparams = {
         "num_classes": int(info.num_classes),
         "seen_classes": [int(c) for c in info.seen_classes],
         "feature_dim": None if info.feature_dim is None else int(info.feature_dim),
         "image_size": None if info.image_size is None else int(info.image_size),
         "semantics_dim": None if semantics is None else int(semantics.shape[1]),
     }
+    # the view count and feature pyramid only where set (checkpoints without views keep their hparams)
+    if info.num_views:
+        hparams["num_views"] = int(info.num_views)
+    if info.feature_levels:
+        hparams["feature_levels"] = [int(level) for level in info.feature_levels]
+    return hparams
 
 
 def data_info(data: DataInfo | Mapping[str, Any]) -> DataInfo:
@@ -57,6 +63,8 @@ def data_info(data: DataInfo | Mapping[str, Any]) -> DataInfo:
         seen_classes=tuple(int(c) for c in data["seen_classes"]),
         feature_dim=data.get("feature_dim"),
         image_size=data.get("image_size"),
+        num_views=int(data.get("num_views", 0)),
+        feature_levels=tuple(int(level) for level in data.get("feature_levels", ())),
     )
 
 

@@ -35,8 +35,9 @@ without instance attributes (e.g. category-level data): the attribute terms are 
 Both methods: one grey input channel (the channel mean of the served RGB image, inverted so that strokes are
 1: :func:`~sbir_bench.methods.components.fine_grained.ink_image`); ``image_size`` resizes the served images
 first (None: as served); no pre-training of the branch on ImageNet edge maps / TU-Berlin (Yu et al. pre-train
-twice), no 10-crop test-time averaging (the suite serves a plain resize); photos enter as served by the data
-(edge maps where the data serves them, as in the papers).
+twice); photos enter as served by the data (edge maps where the data serves them, as in the papers).
+``test_crops=10`` averages each embedding over 10 crops and flips as Yu et al. test
+(:mod:`~sbir_bench.methods.components.test_time`; off by default: 1, the served image alone).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from sbir_bench.methods.components.metric_losses import (
     euclidean_distance,
     triplet_margin_loss,
 )
+from sbir_bench.methods.components.test_time import TEST_CROPS, crop_averaged
 from sbir_bench.registry import register_method
 
 OPTIMIZERS = ("sgd", "adam")
@@ -93,10 +95,13 @@ class _ImageTripletMethod(RetrievalMethod):
         lr: float,
         momentum: float,
         weight_decay: float,
+        test_crops: int,
         eval_metrics: Sequence[str],
     ) -> None:
         super().__init__(data, eval_metrics=tuple(str(m) for m in eval_metrics))
         name = type(self).__name__
+        if test_crops not in TEST_CROPS:
+            raise ValueError(f"{name}: test_crops must be one of {TEST_CROPS}, got {test_crops}")
         check_positive("margin", float(margin))
         check_positive("lr", float(lr))
         if optimizer not in OPTIMIZERS:
@@ -142,11 +147,14 @@ class _ImageTripletMethod(RetrievalMethod):
             self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
         )
 
-    def embed_query(self, x: Tensor) -> Tensor:
+    def _embed(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    def embed_query(self, x: Tensor) -> Tensor:
+        return crop_averaged(self._embed, x, self.hparams.test_crops)
+
     def embed_gallery(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return crop_averaged(self._embed, x, self.hparams.test_crops)
 
 
 @register_method("triplet_fg")
@@ -169,6 +177,7 @@ class TripletFG(_ImageTripletMethod):
         lr: float = 1e-3,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
+        test_crops: int = 1,
         eval_metrics: Sequence[str] = DEFAULT_METRICS,
     ) -> None:
         # plain values, not Hydra's ListConfig: checkpoints must load with torch.load(weights_only=True)
@@ -178,6 +187,7 @@ class TripletFG(_ImageTripletMethod):
         image_size = None if image_size is None else int(image_size)
         margin, lr, momentum, weight_decay = float(margin), float(lr), float(momentum), float(weight_decay)
         optimizer = str(optimizer)
+        test_crops = int(test_crops)
         super().__init__(
             data,
             channels=channels,
@@ -190,6 +200,7 @@ class TripletFG(_ImageTripletMethod):
             lr=lr,
             momentum=momentum,
             weight_decay=weight_decay,
+            test_crops=test_crops,
             eval_metrics=eval_metrics,
         )
         self.save_hyperparameters(ignore=["data"])
@@ -230,6 +241,7 @@ class DMAR(_ImageTripletMethod):
         lr: float = 1e-3,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
+        test_crops: int = 1,
         eval_metrics: Sequence[str] = DEFAULT_METRICS,
     ) -> None:
         channels, fc = tuple(int(c) for c in channels), tuple(int(w) for w in fc)
@@ -238,6 +250,7 @@ class DMAR(_ImageTripletMethod):
         image_size = None if image_size is None else int(image_size)
         margin, lr, momentum, weight_decay = float(margin), float(lr), float(momentum), float(weight_decay)
         optimizer, pretrain_epochs = str(optimizer), int(pretrain_epochs)
+        test_crops = int(test_crops)
         if prediction_weights is None:  # defaults: 1 each, 0 in the variants without them
             prediction_weights = (0.0,) * 3 if "prediction" in self.terms_off else (1.0,) * 3
         if ranking_weight is None:
@@ -256,6 +269,7 @@ class DMAR(_ImageTripletMethod):
             lr=lr,
             momentum=momentum,
             weight_decay=weight_decay,
+            test_crops=test_crops,
             eval_metrics=eval_metrics,
         )
         name = self.method_name
@@ -340,12 +354,6 @@ class DMAR(_ImageTripletMethod):
         if not self.uses_attribute_score:
             return embedding
         return torch.cat([embedding, torch.sigmoid(self.attribute_head(hidden))], dim=1)
-
-    def embed_query(self, x: Tensor) -> Tensor:
-        return self._embed(x)
-
-    def embed_gallery(self, x: Tensor) -> Tensor:
-        return self._embed(x)
 
     def pairwise_distance(self, queries: Tensor, gallery: Tensor) -> Tensor:
         """``R(s, p) = D(f(s), f(p)) + λ_a H(f^ap(s), f^ap(p))`` for ``[Q, k + N]`` queries and ``[G, k + N]``

@@ -59,3 +59,22 @@ def test_fine_grained_metrics_with_a_triplet_file(tmp_path, capsys):
     assert "bad.npy: triplet 0: negative index 3 is out of range 0..2" in capsys.readouterr().err
     assert main(arguments) != 0
     assert "triplet_acc needs the annotated triplets" in capsys.readouterr().err
+
+
+def test_sketch_to_3d_metrics_and_class_means_from_the_command(tmp_path):
+    rng = np.random.default_rng(1)
+    query_labels, gallery_labels = np.repeat(np.arange(3), 4), np.repeat(np.arange(3), 6)
+    queries, gallery = rng.standard_normal((12, 4)), rng.standard_normal((18, 4))
+    np.savez(tmp_path / "q.npz", embeddings=queries, labels=query_labels)
+    np.savez(tmp_path / "g.npz", embeddings=gallery, labels=gallery_labels)
+    out = tmp_path / "result.json"
+    names = ("nn", "ft", "st", "e", "dcg", "e_mean_pr", "dcg_log2i1", "map@all")
+    arguments = ["evaluate", "--queries", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz")]
+    for name in names:
+        arguments += ["--metric", name]
+    assert main([*arguments, "--class-mean", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    expected = evaluate(queries, query_labels, gallery, gallery_labels, metrics=names, class_mean=True)
+    assert {name: result[name] for name in names} == {name: expected[name] for name in names}
+    assert result["class_mean/ft"] == expected["class_mean/ft"]
+    assert "class_mean/e_mean_pr" not in result

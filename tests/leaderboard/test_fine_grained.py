@@ -9,13 +9,9 @@ import pandas as pd
 import pytest
 
 from sbir_bench.leaderboard.build import rebuild_leaderboard
-from sbir_bench.leaderboard.fine_grained import (
-    COLUMNS,
-    fine_grained_table,
-    format_markdown,
-    load_paper_results,
-)
+from sbir_bench.leaderboard.fine_grained import FINE_GRAINED_TABLE
 from sbir_bench.leaderboard.record import write_record
+from sbir_bench.leaderboard.track_table import format_markdown, load_paper_results, track_table
 
 
 def fine(make_record, method: str, seed: int, acc1: float, **extra):
@@ -41,8 +37,8 @@ def test_rows_means_and_standard_errors_by_hand(make_record):
         fine(make_record, "triplet_fg", 0, 0.30),
         make_record(),  # category-level: not in this table
     ]
-    table = fine_grained_table(records, load_paper_results())
-    assert list(table.columns) == list(COLUMNS)
+    table = track_table(FINE_GRAINED_TABLE, records, load_paper_results(FINE_GRAINED_TABLE))
+    assert list(table.columns) == list(FINE_GRAINED_TABLE.columns)
     assert list(table["method"]) == ["dmar", "triplet_fg", "(chance)", "(ceiling)"]
     dmar = table.iloc[0]
     # mean of 0.4, 0.5, 0.6 = 0.5; sample std 0.1 over sqrt(3): 0.057735
@@ -58,13 +54,13 @@ def test_rows_means_and_standard_errors_by_hand(make_record):
     assert math.isnan(triplet["acc@1_sem"])  # one seed
     chance = table.iloc[2]
     assert chance["acc@1"] == 0.01 and chance["triplet_acc"] == 0.5 and chance["n"] == 0
-    markdown = format_markdown(table)
+    markdown = format_markdown(FINE_GRAINED_TABLE, table)
     assert "## qmul_shoe" in markdown and "| dmar | default | fine_grained |" in markdown
     assert "0.5000 ± 0.0577 (3)" in markdown
 
 
 def test_every_paper_row_is_a_fraction_and_unique():
-    paper = load_paper_results()
+    paper = load_paper_results(FINE_GRAINED_TABLE)
     values = paper[["acc@1", "acc@10", "triplet_acc"]].to_numpy()
     assert ((values > 0) & (values < 1)).all()
     assert set(paper["dataset"]) == {"qmul_shoe", "qmul_chair"}
@@ -76,7 +72,7 @@ def test_a_rebuild_writes_the_fine_grained_files_only_once_there_are_fine_graine
     results, out = tmp_path / "results", tmp_path / "out"
     write_record(make_record(), results)
     rebuilt = rebuild_leaderboard(results, out)
-    assert rebuilt.fine_grained.empty and not (out / "fine_grained.csv").exists()
+    assert rebuilt.tracks["fine_grained.csv"].empty and not (out / "fine_grained.csv").exists()
     write_record(fine(make_record, "dmar", 0, 0.4), results)
     rebuilt = rebuild_leaderboard(results, out)
     written = pd.read_csv(out / "fine_grained.csv")

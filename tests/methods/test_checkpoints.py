@@ -13,22 +13,26 @@ from sbir_bench.data.records import DataInfo
 from sbir_bench.methods.base import METHOD_KEY, RetrievalMethod
 from sbir_bench.registry import METHODS
 
-FEATURE_DIM, IMAGE_SIZE, NUM_CLASSES = 16, 32, 4
+FEATURE_DIM, IMAGE_SIZE, NUM_CLASSES, NUM_VIEWS = 16, 32, 4, 3
 DATA = DataInfo(
     num_classes=NUM_CLASSES,
     seen_classes=(0, 1, 3),
     feature_dim=FEATURE_DIM,
     image_size=IMAGE_SIZE,
     class_semantics=np.ones((NUM_CLASSES, 5), dtype=np.float32),
+    num_views=NUM_VIEWS,
 )
 
 
 def inputs_for(method: RetrievalMethod, n: int, side: str = "query") -> torch.Tensor:
-    """Random inputs as the DataModule serves them (photos with contours: 6 channels in the gallery)."""
+    """Random inputs as the DataModule serves them (photos with contours: 6 channels in the gallery; shapes
+under view inputs: one row or image per view in the gallery)."""
     generator = torch.Generator().manual_seed(0)
     channels = 6 if method.inputs == "images_with_contours" and side == "gallery" else 3
-    shape = (FEATURE_DIM,) if method.inputs == "features" else (channels, IMAGE_SIZE, IMAGE_SIZE)
-    return torch.rand(n, *shape, generator=generator)
+    features = method.inputs in ("features", "view_features")
+    shape = (FEATURE_DIM,) if features else (channels, IMAGE_SIZE, IMAGE_SIZE)
+    views = (NUM_VIEWS,) if method.inputs.startswith("view_") and side == "gallery" else ()
+    return torch.rand(n, *views, *shape, generator=generator)
 
 
 def evaluation_loader(inputs: torch.Tensor) -> DataLoader:
@@ -55,11 +59,13 @@ def test_a_checkpoint_loads_with_no_other_argument(name, tmp_path):
         "feature_dim": FEATURE_DIM,
         "image_size": IMAGE_SIZE,
         "semantics_dim": 5,
+        "num_views": NUM_VIEWS,
     }
     loaded = type(method).load_from_checkpoint(path)
     assert type(loaded) is type(method)
     assert dict(loaded.hparams) == dict(method.hparams) and loaded.eval_metrics == ("map@all",)
     assert loaded.data_info.seen_classes == (0, 1, 3) and loaded.data_info.feature_dim == FEATURE_DIM
+    assert loaded.data_info.num_views == NUM_VIEWS
     original, restored = method.state_dict(), loaded.state_dict()
     assert original.keys() == restored.keys()
     assert all(torch.equal(original[key], restored[key]) for key in original)

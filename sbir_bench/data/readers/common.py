@@ -25,13 +25,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a dataset tree: the path concerned and what was expected there."""
+    """One thing wrong with a dataset tree: the path concerned and what was expected there.
+
+    ``warning``: the data can be used as it is (e.g. a mesh with a few degenerate triangles); listed by
+    ``sbir-bench data check`` but neither failing it nor stopping a build."""
 
     path: str
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        return f"{self.path}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 def resolve_root(root: str | os.PathLike[str] | None, folder: str, layout: str, *, marker: str) -> Path:
@@ -150,7 +154,9 @@ def match_class_folders(
 
 
 def raise_for_problems(problems: Sequence[Problem], what: str, *, shown: int = 10) -> None:
-    """Raise one DatasetError listing the first ``shown`` problems (and how many more), if any."""
+    """Raise one DatasetError listing the first ``shown`` problems (and how many more), if any; warnings
+    do not count."""
+    problems = [problem for problem in problems if not problem.warning]
     if not problems:
         return
     lines = "\n".join(f"  - {problem}" for problem in problems[:shown])

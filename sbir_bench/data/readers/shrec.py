@@ -23,6 +23,13 @@ models folder, at any depth, named ``<letters><digits>.off`` (``m``, ``M`` or no
 ``*Sketch*Test*.cla``) are optional; when present every id they list must be a sketch file of that class
 and split, and the other way round.
 
+Bad input (:mod:`sbir_bench.data.mesh`): a malformed ``.off`` (non-finite coordinates included), one with
+more than ``MAX_FACES`` triangles, no face or only degenerate ones, ``.cla`` counts that disagree with their
+lists, a class of the model ``.cla`` without models (its sketches would have no relevant target) or
+without sketches are errors naming the file; degenerate triangles and non-manifold edges of a mesh that
+still renders are warnings (logged when its views are rendered). ``check_*`` (``sbir-bench data check``)
+lists every one, warnings marked as such.
+
 Classes and labels: the model ``.cla`` (``*Model*.cla``) defines the classes, in its order. Records:
 one per sketch (domain ``sketch``, instance ``<split>/<class>/<file stem>``), then one per model
 (domain ``shape``, path ``""``, instance the file stem, ``views`` its rendered view PNGs from
@@ -57,6 +64,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import logging
 import multiprocessing
 import os
 import re
@@ -71,7 +79,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from sbir_bench.data.mesh import ClaClass, parse_model_id, read_cla, read_off
+from sbir_bench.data.mesh import ClaClass, check_drawable, mesh_defects, parse_model_id, read_cla, read_off
 from sbir_bench.data.readers.common import (
     DATA_ROOT_ENV,
     Problem,
@@ -92,6 +100,8 @@ from sbir_bench.data.render import (
     views_folder,
 )
 from sbir_bench.registry import register_dataset, register_dataset_checker
+
+log = logging.getLogger(__name__)
 
 VAL_FRACTION = 0.1  # training sketches per class held out for validation
 PART_MIN_MODELS = 50  # PART-SHREC14 keeps classes with more than this many models
@@ -250,10 +260,11 @@ def _scan_models(folder: Path, classes: list[ClaClass], tree: _Tree) -> None:
             files[int(match.group(1))] = path
     listed = set()
     for label, cla_class in enumerate(classes):
-        if not cla_class.ids:
+        if not cla_class.ids:  # its sketches would query a gallery without one relevant model
             tree.problems.append(
                 Problem(
-                    str(folder), f"expected target models of class {cla_class.name!r}, the .cla lists none"
+                    str(tree.cla_files[0]),
+                    f"expected target models of class {cla_class.name!r}, it lists none",
                 )
             )
         for model in cla_class.ids:
@@ -374,12 +385,17 @@ def scan(root: str | os.PathLike[str] | None, layout: ShrecLayout) -> _Tree:
 
 
 def _mesh_problems(paths: Sequence[Path], up_axis: str) -> list[Problem]:
+    """Unreadable or undrawable meshes (problems) and :func:`mesh_defects` (warnings), per file."""
     problems = []
     for path in paths:
         try:
-            normalise(read_off(path), up_axis, str(path))
+            mesh = read_off(path)
+            check_drawable(mesh, str(path))
+            normalise(mesh, up_axis, str(path))
         except DatasetError as error:
             problems.append(Problem(str(path), str(error)))
+            continue
+        problems += [Problem(str(path), defect, warning=True) for defect in mesh_defects(mesh)]
     return problems
 
 
@@ -450,6 +466,16 @@ def _validation_holdout(labels: np.ndarray) -> np.ndarray:
     return np.sort(np.asarray(held, dtype=np.int64))
 
 
+def _render_checked(path: Path, recipe: ViewRecipe, cache_dir: Path) -> tuple[str, ...]:
+    """:func:`cached_views` of one model, after refusing an undrawable mesh and logging its defects
+    (a warning naming the file); the views of a model already in the cache are not read again."""
+    mesh = read_off(path)
+    check_drawable(mesh, str(path))
+    for defect in mesh_defects(mesh):
+        log.warning("%s: %s", path, defect)
+    return cached_views(path, recipe, cache_dir)
+
+
 def _render_all(
     paths: Sequence[Path], recipe: ViewRecipe, cache_dir: Path, workers: int, progress: bool, name: str
 ) -> list[tuple[str, ...]]:
@@ -459,7 +485,7 @@ def _render_all(
         path for path, folder in zip(paths, folders, strict=True) if not cached_views_ready(folder, recipe)
     ]
     if missing:
-        render = partial(cached_views, recipe=recipe, cache_dir=cache_dir)
+        render = partial(_render_checked, recipe=recipe, cache_dir=cache_dir)
         bar = tqdm(total=len(missing), desc=f"rendering {name} views", unit="model", disable=not progress)
         with bar:
             if workers > 1:

@@ -1,7 +1,9 @@
 """The embedded default dataset: procedural shape classes as cluttered photos and free-hand sketches.
 
 Importing this package registers the ``synthetic`` dataset (:func:`build_synthetic`) and its
-fine-grained companion ``synthetic_fg`` (:func:`build_synthetic_fg`: instance-level shoes and chairs).
+fine-grained companion ``synthetic_fg`` (:func:`build_synthetic_fg`: instance-level shoes and chairs) and
+the sketch → 3D default ``synthetic_3d`` (:func:`build_synthetic_3d`: procedural meshes in the SHREC'13
+layout).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from sbir_bench.data.synthetic.dataset import (
     synthetic_root,
 )
 from sbir_bench.data.synthetic.fg_dataset import FineGrainedConfig, build_synthetic_fg, synthetic_fg_root
+from sbir_bench.data.synthetic.shape_dataset import ShapeConfig, build_synthetic_3d, synthetic_3d_root
 from sbir_bench.data.synthetic.shapes import ATTRIBUTE_NAMES, ShapeClass, design_classes
 
 __all__ = [
@@ -20,10 +23,13 @@ __all__ = [
     "GENERATOR_VERSION",
     "FineGrainedConfig",
     "ShapeClass",
+    "ShapeConfig",
     "SyntheticConfig",
+    "build_synthetic_3d",
     "build_synthetic",
     "build_synthetic_fg",
     "design_classes",
+    "synthetic_3d_root",
     "synthetic_fg_root",
     "synthetic_root",
 ]
