@@ -6,7 +6,8 @@ information (``data.class_semantics``: word vectors of the class names on real d
 buffer. Each encoder is trained with ``−log softmax_c(cos(x, p_c)/T)[y]``, T = 0.1, the softmax over the
 training (seen) classes' prototypes (:mod:`~sbir_bench.methods.components.prototype_search`). A shape's
 embedding is the mean of its view embeddings (one view encoder shared by the views); a photo (image
-datasets: ``[B, d]`` gallery items) is a gallery item of one view. Retrieval: cosine between the query
+datasets: the DataModule serves it as one view, ``[B, 1, d]``; ``[B, d]`` is taken too) is a gallery item
+of one view. Retrieval: cosine between the query
 sketch's and the gallery item's embeddings, so any domain searches any other and unseen classes are
 searched in the same space (zero-shot).
 
@@ -124,7 +125,7 @@ class OpenSearch(RetrievalMethod):
 
     @torch.no_grad()
     def embed_gallery(self, x: Tensor) -> Tensor:
-        """Shapes ``[B, V, d]`` (mean of the view embeddings) or photos ``[B, d]``."""
+        """Shapes ``[B, V, d]`` (mean of the view embeddings) or photos ``[B, 1, d]`` / ``[B, d]``."""
         return F.normalize(self.gallery_encoder(x), dim=-1)
 
     def pairwise_distance(self, queries: Tensor, gallery: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 feature, then the V view embeddings pooled into one shape embedding.
 
 A shape arrives as its per-view backbone features ``[B, V, d]``; an image-domain gallery item (a photo, for
-the methods that also search images) as ``[B, d]``, which is a shape of one view.
+the methods that also search images) as ``[B, 1, d]`` (or ``[B, d]``), a shape of one view.
 """
 
 from __future__ import annotations
