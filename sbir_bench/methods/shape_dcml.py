@@ -71,7 +71,7 @@ class DCML(RetrievalMethod):
         widths, eval_metrics = tuple(int(w) for w in widths), tuple(str(m) for m in eval_metrics)
         margin, alpha, weight_decay, lr = float(margin), float(alpha), float(weight_decay), float(lr)
         super().__init__(data, eval_metrics=eval_metrics)
-        num_views = resolve_num_views(num_views, getattr(self.data_info, "num_views", 0), "dcml")
+        num_views = resolve_num_views(num_views, self.data_info.num_views)
         self.save_hyperparameters(ignore=["data"])
         self.hparams["num_views"] = num_views  # the count the view weights are built for, for the checkpoint
         check_positive("margin", margin)

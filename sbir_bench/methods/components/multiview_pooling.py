@@ -34,7 +34,7 @@ def softmax_view_pool(embeddings: Tensor, logits: Tensor) -> Tensor:
     return torch.einsum("bvk,v->bk", embeddings, weights)
 
 
-def resolve_num_views(given: int | None, from_data: int | None, method: str) -> int:
+def resolve_num_views(given: int | None, from_data: int | None) -> int:
     """The view count a method with learned view weights is built for: the data's when it says (the count of
     the dataset's view recipe), else ``given`` (a checkpoint, a unit test); 0 when neither is known."""
     if from_data:
