@@ -95,6 +95,9 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.gdh",
         "sbir_bench.methods.dsh",
         "sbir_bench.methods.fine_grained",
+        "sbir_bench.methods.shape_dcml",
+        "sbir_bench.methods.shape_cgn",
+        "sbir_bench.methods.open_search",
     ),
     entry_point_group=METHOD_ENTRY_POINTS,
 )
