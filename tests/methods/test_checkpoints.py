@@ -26,7 +26,7 @@ DATA = DataInfo(
 
 def inputs_for(method: RetrievalMethod, n: int, side: str = "query") -> torch.Tensor:
     """Random inputs as the DataModule serves them (photos with contours: 6 channels in the gallery; shapes
-under view inputs: one row or image per view in the gallery)."""
+    under view inputs: one row or image per view in the gallery)."""
     generator = torch.Generator().manual_seed(0)
     channels = 6 if method.inputs == "images_with_contours" and side == "gallery" else 3
     features = method.inputs in ("features", "view_features")
