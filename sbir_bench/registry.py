@@ -97,6 +97,9 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.fine_grained",
         "sbir_bench.methods.shape_siamese",
         "sbir_bench.methods.shape_cdnn",
+        "sbir_bench.methods.shape_dcml",
+        "sbir_bench.methods.shape_cgn",
+        "sbir_bench.methods.open_search",
     ),
     entry_point_group=METHOD_ENTRY_POINTS,
 )

@@ -10,6 +10,7 @@ import pandas as pd
 from sbir_bench.config import compose
 from sbir_bench.leaderboard.record import read_records
 from sbir_bench.runner import bench
+
 from .conftest import TINY_3D_DATA, quiet_run_in
 
 SHREC = ("nn", "ft", "st", "e", "dcg", "map@all")
