@@ -312,9 +312,12 @@ def test_part_shrec14_keeps_big_classes_and_splits_their_models(tmp_path):
     assert full.fingerprint != catalog.fingerprint and full.class_names == ["bench", "airplane"]
 
 
-# cvae trains on pairs: each training sketch with a same-class photo (shape) drawn every epoch
+# cvae trains on pairs: each training sketch with a same-class photo (shape) drawn every epoch; dcml on
+# class batches of sketches and per-view shape features (a sketch -> 3D method of the track)
 @pytest.mark.parametrize(
-    "method", [["method=baseline"], ["method=cvae", "method.max_epochs=2"]], ids=["baseline", "cvae"]
+    "method",
+    [["method=baseline"], ["method=cvae", "method.max_epochs=2"], ["method=dcml", "method.max_epochs=2"]],
+    ids=["baseline", "cvae", "dcml"],
 )
 def test_bench_end_to_end_on_shrec13(shrec13, tmp_path, method):
     from sbir_bench.config import compose
@@ -340,3 +343,4 @@ def test_bench_end_to_end_on_shrec13(shrec13, tmp_path, method):
         record.status == "ok" and record.split == "official" and record.method == method[0][len("method=") :]
     )
     assert record.counts["n_queries"] == 4 and 0.0 <= record.metrics["map@200"] <= 1.0
+    assert all(0.0 <= record.metrics[name] <= 1.0 for name in ("nn", "ft", "st", "e", "dcg", "map@all"))
