@@ -143,8 +143,8 @@ def _reference_rows(track: TrackTable, rows: Sequence[Row]) -> list[dict[str, An
 def track_table(
     track: TrackTable, records: Sequence[RunRecord], paper: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """The track's table of ``records`` (others are ignored): columns ``track.columns``, per dataset its
-    method rows by ``track.sort_by`` descending, then its ``(chance)`` and ``(ceiling)`` rows."""
+    """The track's table of ``records`` (others are ignored): columns ``track.columns``, per dataset and
+    split its method rows by ``track.sort_by`` descending, then its ``(chance)`` and ``(ceiling)`` rows."""
     selection = select([r for r in records if track.belongs(r)], settings=track.settings)
     paper_values = _paper_values(track, paper)
     rows = [entry for row in selection.rows for entry in _method_rows(track, row, paper_values)]
@@ -154,8 +154,8 @@ def track_table(
     order = {method: i + 1 for i, method in enumerate(references.ROW_METHOD.values())}  # chance, ceiling
     table["_order"] = [order.get(method, 0) for method in table["method"]]
     table = table.sort_values(
-        ["dataset", "_order", track.sort_by, "method", "variant", "split"],
-        ascending=[True, True, False, True, True, True],
+        ["dataset", "split", "_order", track.sort_by, "method", "variant"],
+        ascending=[True, True, True, False, True, True],
         na_position="last",
         kind="mergesort",
     )
