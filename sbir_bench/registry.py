@@ -99,6 +99,7 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.shape_cdnn",
         "sbir_bench.methods.shape_dcml",
         "sbir_bench.methods.shape_cgn",
+        "sbir_bench.methods.shape_dca",
         "sbir_bench.methods.open_search",
     ),
     entry_point_group=METHOD_ENTRY_POINTS,
