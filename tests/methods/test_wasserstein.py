@@ -165,7 +165,7 @@ def test_a_tiny_fit_separates_the_classes_across_domains():
     method = WassersteinBarycentric(info(), widths=(32, 8), margin=2.0, lr=3e-3)
     before = nearest_neighbour_accuracy(method, data)
     fit(method, class_batches(data, classes=4, n=4, m=2, num_batches=8), epochs=10)
-    assert bool(method.cost_ready) and len(method._train_barycentres) > 0
+    assert bool(method.cost_ready) and len(method._barycentre_cache) > 0
     after = nearest_neighbour_accuracy(method, data)
     assert after >= 0.9 and after > before, (before, after)
     assert math.isfinite(float(method.ground_cost.sum()))
