@@ -73,7 +73,7 @@ class WassersteinBarycentric(RetrievalMethod):
         widths: Sequence[int] = (256, 64),
         margin: float = 2.0,
         scatter_weight: float = 0.5,
-        reg: float = 0.1,
+        reg: float = 0.05,
         uniform_mix: float = 0.01,
         tol: float = 1e-6,
         max_iter: int = 1000,
