@@ -101,6 +101,7 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.shape_cgn",
         "sbir_bench.methods.shape_dca",
         "sbir_bench.methods.open_search",
+        "sbir_bench.methods.shape_wasserstein",
     ),
     entry_point_group=METHOD_ENTRY_POINTS,
 )
