@@ -170,19 +170,20 @@ def _render(
     return sizes
 
 
-def _cache_problem(root: Path, config: SyntheticConfig, expected: list[str]) -> str | None:
-    """Why the cache at ``root`` cannot be used, or None when it is complete and matches its manifest."""
+def _cache_problem(root: Path, fingerprint: str, expected: list[str]) -> str | None:
+    """Why the cache at ``root`` cannot be used, or None when it is complete, holds ``fingerprint``'s data
+    and matches its manifest (every generated dataset's cache: synthetic, synthetic_fg, synthetic_3d)."""
     manifest_path = root / MANIFEST_NAME
     if not manifest_path.is_file():
         return f"{manifest_path} is missing (no cache, or an interrupted build)"
     try:
         manifest = json.loads(manifest_path.read_text())
         files: dict[str, int] = manifest["files"]
-        fingerprint = manifest["fingerprint"]
+        found = manifest["fingerprint"]
     except (ValueError, KeyError, TypeError) as error:
         return f"{manifest_path} is unreadable: {error}"
-    if fingerprint != config.fingerprint:
-        return f"{manifest_path} is for fingerprint {fingerprint}, expected {config.fingerprint}"
+    if found != fingerprint:
+        return f"{manifest_path} is for fingerprint {found}, expected {fingerprint}"
     if sorted(files) != sorted(expected):
         return f"{manifest_path} lists {len(files)} files, expected {len(expected)}"
     for path, size in files.items():
@@ -375,7 +376,7 @@ def build_synthetic(
     root.parent.mkdir(parents=True, exist_ok=True)
     expected = [item.photo for item in plan] + [path for item in plan for path in item.sketches]
     with file_lock(root.parent / f"{config.fingerprint}.lock"):
-        problem = _cache_problem(root, config, expected)
+        problem = _cache_problem(root, config.fingerprint, expected)
         if problem is not None:
             if root.exists():
                 log.warning("rebuilding the synthetic cache: %s", problem)

@@ -231,7 +231,7 @@ def build_synthetic_fg(
     root.parent.mkdir(parents=True, exist_ok=True)
     expected = [item.path(kind, config.categories[item.label]) for item in plan for kind in FOLDERS]
     with file_lock(root.parent / f"{config.fingerprint}.lock"):
-        problem = _cache_problem(root, config, expected)
+        problem = _cache_problem(root, config.fingerprint, expected)
         if problem is not None:
             if root.exists():
                 log.warning("rebuilding the synthetic_fg cache: %s", problem)

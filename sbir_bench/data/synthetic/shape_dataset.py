@@ -59,7 +59,7 @@ from sbir_bench.data.mesh import Mesh, format_off
 from sbir_bench.data.readers.shrec import SHREC13, _build, _recipe
 from sbir_bench.data.records import Catalog, Split
 from sbir_bench.data.render import RENDERER_VERSION, ViewRecipe, normalise, render_view
-from sbir_bench.data.synthetic.dataset import MANIFEST_NAME
+from sbir_bench.data.synthetic.dataset import MANIFEST_NAME, _cache_problem
 from sbir_bench.data.synthetic.mesh_shapes import ATTRIBUTE_NAMES, CLASSES, make_model
 from sbir_bench.files import building_folder, file_lock, remove_interrupted_writes
 from sbir_bench.registry import register_dataset
@@ -288,31 +288,6 @@ def _generate(root: Path, config: ShapeConfig, progress: bool) -> None:
         (building / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
-def _cache_problem(root: Path, config: ShapeConfig) -> str | None:
-    """Why the tree at ``root`` cannot be used, or None when it is complete and matches its manifest."""
-    manifest_path = root / MANIFEST_NAME
-    if not manifest_path.is_file():
-        return f"{manifest_path} is missing (no cache, or an interrupted build)"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        files: dict[str, int] = manifest["files"]
-        fingerprint = manifest["fingerprint"]
-    except (ValueError, KeyError, TypeError) as error:
-        return f"{manifest_path} is unreadable: {error}"
-    if fingerprint != config.fingerprint:
-        return f"{manifest_path} is for fingerprint {fingerprint}, expected {config.fingerprint}"
-    if sorted(files) != sorted(_expected_files(config)):
-        return f"{manifest_path} lists {len(files)} files, expected {len(_expected_files(config))}"
-    for path, size in files.items():
-        try:
-            actual = (root / path).stat().st_size
-        except FileNotFoundError:
-            return f"{root / path} is missing"
-        if actual != size:
-            return f"{root / path} has {actual} bytes, the manifest says {size}"
-    return None
-
-
 def synthetic_3d_root(cache_dir: str | Path, config: ShapeConfig) -> Path:
     """The folder holding the SHREC'13-layout tree of ``config``."""
     return Path(cache_dir) / "synthetic_3d" / config.fingerprint
@@ -377,7 +352,7 @@ def build_synthetic_3d(
     root = synthetic_3d_root(cache_dir, config)
     root.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(root.parent / f"{config.fingerprint}.lock"):
-        problem = _cache_problem(root, config)
+        problem = _cache_problem(root, config.fingerprint, _expected_files(config))
         if problem is not None:
             if root.exists():
                 log.warning("rebuilding the synthetic_3d cache: %s", problem)
