@@ -56,6 +56,9 @@ a single view (``[1, d]`` / ``[1, 3, H, W]``), so sketch -> shape methods also r
 A method's ``views`` (e.g. ``"two"``) replaces the dataset's ``views`` option (its view recipe) and its
 ``feature_pyramid`` (e.g. ``(1, 2, 4)``) the backbone's ``pyramid_levels``
 (:class:`~sbir_bench.data.backbones.PyramidPooling`).
+
+:meth:`RetrievalDataModule.shape_voxels` gives the occupancy grids of shape records (sketch -> voxel
+methods), voxelised from the catalog's model files (``Catalog.meshes``, :mod:`sbir_bench.data.voxels`).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ from sbir_bench.data.feature_cache import extract_features, extract_view_feature
 from sbir_bench.data.images import image_transform, load_image
 from sbir_bench.data.records import TEST_TRIPLETS, Catalog, DataInfo, DatasetError, Split
 from sbir_bench.data.semantics import class_attribute_vectors, class_word_vectors
+from sbir_bench.data.voxels import cached_voxels, check_resolution
 from sbir_bench.registry import DATASETS
 
 __all__ = ["INPUTS", "TRAIN_SAMPLINGS", "RetrievalDataModule"]
@@ -960,6 +964,38 @@ class RetrievalDataModule(L.LightningDataModule):
                 )
             positions.append(position.to_numpy(dtype=np.int64))
         return np.stack(positions, axis=1)
+
+    # --- voxel grids of shapes ---------------------------------------------------------------------------
+    def _up_axis(self) -> str:
+        """The dataset's ``up_axis`` view-recipe option (its builder's default when not set; ``"y"``)."""
+        options = self._dataset_options()
+        if "up_axis" in options:
+            return str(options["up_axis"])
+        parameter = inspect.signature(DATASETS.get(self.dataset)).parameters.get("up_axis")
+        has_default = parameter is not None and parameter.default is not inspect.Parameter.empty
+        return str(parameter.default) if has_default else "y"
+
+    def shape_voxels(self, records: np.ndarray, resolution: int = 32) -> np.ndarray:
+        """Occupancy grids, bool ``[N, R, R, R]``, of the shapes at catalog record indices ``records`` (e.g.
+        ``gallery_records("test").index``), from their model files with the dataset's ``up_axis``
+        (:func:`~sbir_bench.data.voxels.cached_voxels`, cached under ``cache_dir``). A record without a
+        model file (a sketch, a photo) raises a DatasetError naming it."""
+        catalog = self.catalog
+        records = np.asarray(records, dtype=np.int64).reshape(-1)
+        instances = catalog.records["instance"].to_numpy()
+        resolution = check_resolution(resolution)
+        for record in records.tolist():
+            if record not in catalog.meshes:
+                instance = f" (instance {instances[record]!r})" if 0 <= record < len(instances) else ""
+                raise DatasetError(
+                    f"{catalog.name}: record {record}{instance} has no 3D model file; voxels need the shape "
+                    "records of a sketch -> 3D dataset (synthetic_3d, shrec13, shrec14, part_shrec14)"
+                )
+        up_axis = self._up_axis()
+        grids = np.empty((len(records), resolution, resolution, resolution), dtype=bool)
+        for position, record in enumerate(records.tolist()):
+            grids[position] = cached_voxels(catalog.meshes[record], resolution, up_axis, self.cache_dir)
+        return grids
 
     # --- records for visualisation ---------------------------------------------------------------------
     def _part_records(self, part: str, side: str) -> pd.DataFrame:

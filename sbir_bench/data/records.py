@@ -109,6 +109,8 @@ class Catalog:
     fingerprint: str = ""  # changes whenever the records change; keys feature caches
     pairing: Pairing = "instance"  # see Pairing: how training sketches find their photo or shape
     attribute_names: list[str] = field(default_factory=list)  # the columns of instance_attributes
+    # record index -> its model file (``.off``) for the shape records of a sketch -> 3D dataset (voxels)
+    meshes: dict[int, str] = field(default_factory=dict)
 
     def split(self, name: str) -> Split:
         if name not in self.splits:

@@ -33,7 +33,8 @@ lists every one, warnings marked as such.
 Classes and labels: the model ``.cla`` (``*Model*.cla``) defines the classes, in its order. Records:
 one per sketch (domain ``sketch``, instance ``<split>/<class>/<file stem>``), then one per model
 (domain ``shape``, path ``""``, instance the file stem, ``views`` its rendered view PNGs from
-:mod:`sbir_bench.data.render`, made while the catalog is built and cached under ``cache_dir``).
+:mod:`sbir_bench.data.render`, made while the catalog is built and cached under ``cache_dir``); each
+model's ``.off`` path is in ``Catalog.meshes`` (record index -> path) for :mod:`sbir_bench.data.voxels`.
 Sketches have no paired model, so the catalog's ``pairing`` is ``"class"``: pair- and triplet-trained
 methods meet each training sketch with a training model of its class drawn afresh every epoch (Wang et
 al.'s Siamese pairs, DCML's and Dai et al.'s same-class positives).
@@ -577,6 +578,7 @@ def _build(
             tree.root, sorted(files + tree.cla_files), name, asdict(recipe), RENDERER_VERSION
         ),
         pairing="class",
+        meshes={len(sketch_rows) + k: str(path) for k, (_, path) in enumerate(models)},
     )
     catalog.validate()
     return catalog
