@@ -15,9 +15,13 @@ edges and its inside, every sub-triangle's longest edge at most a third of a vox
 the triangle lies within ``voxel / (3 sqrt 3) ~ 0.19`` voxel of a sample (the farthest a point of a
 triangle can be from its nearest corner is its longest edge over ``sqrt 3``). Each sample marks the voxel
 that holds it. A voxel the triangle only grazes (its part there fits in no disc of radius 0.19 voxel)
-may stay empty; a face lying exactly on a voxel boundary marks the voxels on its positive side only (the
-half-open spans above), so a flat face is one voxel thick. Samples are generated per lattice size and in
-chunks of at most :data:`_MAX_SAMPLES` points (about 100 MB), whatever the mesh's size.
+may stay empty. A sample on a boundary between voxels (within :data:`_ON_BOUNDARY` = 1e-6 voxel) marks
+the voxels on both sides, as a surface there touches both: a flat face is one voxel thick, or two when
+it lies on a voxel boundary, and a mirror-symmetric mesh gives a mirror-symmetric grid whatever the
+rounding of its coordinates (its mirror plane through the centre is a voxel boundary at an even
+resolution, and the half-open spans alone would put what lies on it on one side). Samples are generated
+per lattice size and in chunks of at most :data:`_MAX_SAMPLES` points (about 100 MB), whatever the
+mesh's size.
 
 Inside: ``scipy.ndimage.binary_fill_holes`` fills every empty region that no 6-connected path of empty
 voxels joins to the grid's border. A closed (watertight) surface is therefore filled; an open mesh (a
@@ -62,8 +66,10 @@ log = logging.getLogger(__name__)
 VOXELISER_VERSION = 1  # bump whenever the grids change; part of the cache key
 MIN_RESOLUTION, MAX_RESOLUTION = 2, 256
 _SAMPLES_PER_VOXEL = 3  # lattice steps per voxel along a triangle's longest edge
+_ON_BOUNDARY = 1e-6  # voxels: a sample this close to a voxel boundary marks the voxels on both sides
 _MAX_SAMPLES = 1 << 22  # surface samples held at once (4M points x 3 float64 = 100 MB)
-_IMAGE_DIRECTION = ViewRecipe().directions()[0]  # the first ring view: azimuth 0, elevation 30 degrees
+# the second view of an 8-view ring: azimuth 45, elevation 30 degrees (three faces of a box in view)
+_IMAGE_DIRECTION = ViewRecipe(views="ring", num_views=8, elevation=30.0).directions()[1]
 _UNIT_CUBE = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=np.float64)
 # the exposed face of a voxel towards each of the 6 neighbours: (axis, side, the face's 4 corners in order)
 _FACES = tuple(
@@ -105,9 +111,23 @@ def _mark_surface(grid: np.ndarray, corners: np.ndarray) -> None:
             chunk = members[start : start + per_chunk]
             # P0 + u (P1 - P0) + v (P2 - P0): exact on a face whose corners share a coordinate
             points = corners[chunk, None, 0] + np.einsum("kb,fbc->fkc", lattice, edges[chunk])
-            index = np.clip(np.floor((points.reshape(-1, 3) + 1.0) * (resolution / 2)), 0, resolution - 1)
-            index = index.astype(np.int64)
-            grid[index[:, 0], index[:, 1], index[:, 2]] = True
+            _mark_points(grid, points.reshape(-1, 3))
+
+
+def _mark_points(grid: np.ndarray, points: np.ndarray) -> None:
+    """Mark the voxel holding each point ``[P, 3]`` of ``[-1, 1]^3``, and for a point within
+    :data:`_ON_BOUNDARY` voxel of a boundary the voxels on both sides (every combination per axis)."""
+    resolution = grid.shape[0]
+    scaled = (points + 1.0) * (resolution / 2)  # voxel units: voxel i spans [i, i + 1)
+    above = np.clip(np.floor(scaled + _ON_BOUNDARY), 0, resolution - 1).astype(np.int64)
+    below = np.clip(np.floor(scaled - _ON_BOUNDARY), 0, resolution - 1).astype(np.int64)
+    grid[above[:, 0], above[:, 1], above[:, 2]] = True
+    straddle = (above != below).any(axis=1)
+    if straddle.any():
+        above, below = above[straddle], below[straddle]
+        for pick in np.ndindex(2, 2, 2):  # each axis: the voxel above or below the boundary
+            index = [(below if side else above)[:, axis] for axis, side in enumerate(pick)]
+            grid[index[0], index[1], index[2]] = True
 
 
 def voxelise(mesh: Mesh, resolution: int = 32, up_axis: str = "y", source: str = "mesh") -> np.ndarray:
@@ -195,8 +215,9 @@ def _exposed_faces(grid: np.ndarray) -> Mesh:
 
 
 def voxel_image(grid: np.ndarray, size: int = 96) -> np.ndarray:
-    """A shaded picture of an occupancy grid, uint8 ``[size, size]``, from the first ring view (azimuth 0,
-    elevation 30 degrees; :mod:`sbir_bench.data.render`'s shaded Lambert look) on a white background.
+    """A shaded picture of an occupancy grid, uint8 ``[size, size]``, seen from azimuth 45 and elevation 30
+    degrees (the ring views' elevation; :mod:`sbir_bench.data.render`'s shaded Lambert look: the three
+    visible face orientations in three greys) on a white background.
 
     The exposed voxel faces are rendered as a mesh framed on the whole grid cube (not on the occupied
     part), so pictures of different grids of one resolution share a scale; an empty grid gives a blank
