@@ -83,7 +83,11 @@ _FACES = tuple(
 
 def check_resolution(resolution: int) -> int:
     """``resolution`` as an int; a ValueError unless it is an integer in 2..256."""
-    if isinstance(resolution, bool) or int(resolution) != resolution:
+    try:
+        whole = not isinstance(resolution, bool) and int(resolution) == resolution
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
         raise ValueError(
             f"resolution must be an integer in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {resolution!r}"
         )
@@ -174,6 +178,8 @@ def _read_cached(path: Path, resolution: int) -> np.ndarray | None:
     expected = (math.ceil(resolution**3 / 8),)
     try:
         packed = np.load(path, allow_pickle=False)
+        if not isinstance(packed, np.ndarray):  # e.g. an .npz archive
+            raise ValueError(f"expected one array, found {type(packed).__name__}")
         if packed.dtype != np.uint8 or packed.shape != expected:
             raise ValueError(f"expected uint8 {expected}, found {packed.dtype} {packed.shape}")
     except (OSError, ValueError, EOFError) as error:
@@ -221,9 +227,10 @@ def voxel_image(grid: np.ndarray, size: int = 96) -> np.ndarray:
     degrees (the ring views' elevation; :mod:`sbir_bench.data.render`'s shaded Lambert look: the three
     visible face orientations in three greys) on a white background.
 
-    The exposed voxel faces are rendered as a mesh framed on the whole grid cube (not on the occupied
-    part), so pictures of different grids of one resolution share a scale; an empty grid gives a blank
-    (white) picture.
+    ``grid``: ``[R, R, R]``, any non-zero value occupied (threshold predicted probabilities first). The
+    exposed voxel faces are rendered as a mesh framed on the whole grid cube (not on the occupied part),
+    so pictures of different grids of one resolution share a scale; an empty grid gives a blank (white)
+    picture.
     """
     grid = np.asarray(grid, dtype=bool)
     if grid.ndim != 3 or len(set(grid.shape)) != 1:

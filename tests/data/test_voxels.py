@@ -153,7 +153,7 @@ def test_bad_meshes_and_resolutions_are_clear_errors():
         voxelise(degenerate, source="bent-line.off")
     with pytest.raises(DatasetError, match="nothing.off: .*at least one face"):
         voxelise(Mesh(np.zeros((3, 3)), np.zeros((0, 3), dtype=np.int64)), source="nothing.off")
-    for resolution in (1, 257, 2.5, True):
+    for resolution in (1, 257, 2.5, True, "32", None):
         with pytest.raises(ValueError, match="resolution"):
             voxelise(box(1, 1, 1), resolution=resolution)
     with pytest.raises(ValueError, match="up_axis"):
@@ -202,6 +202,10 @@ def test_a_damaged_cache_file_is_recomputed_with_a_warning(box_file, tmp_path, c
         caplog.clear()
     np.save(stored, np.zeros(7, dtype=np.uint8))  # a readable array of the wrong size
     np.testing.assert_array_equal(cached_voxels(box_file, 32, "y", cache), expected)
+    with open(stored, "wb") as handle:  # an archive instead of one array
+        np.savez(handle, grid=np.packbits(expected.reshape(-1)))
+    np.testing.assert_array_equal(cached_voxels(box_file, 32, "y", cache), expected)
+    assert np.load(stored).shape == (32**3 // 8,)  # rewritten as one packed array
 
 
 def test_a_corrupt_or_missing_mesh_file_names_the_file(tmp_path):
