@@ -100,6 +100,7 @@ METHODS: Registry[Any] = Registry(
         "sbir_bench.methods.shape_dcml",
         "sbir_bench.methods.shape_cgn",
         "sbir_bench.methods.shape_dca",
+        "sbir_bench.methods.shape_sketch2voxel",
         "sbir_bench.methods.open_search",
         "sbir_bench.methods.shape_wasserstein",
     ),
