@@ -120,3 +120,7 @@ def test_a_sketch_to_3d_method_beats_the_baseline_on_synthetic_3d(
     assert len(scores) == len(SEEDS), f"{method}: {len(scores)} of {len(SEEDS)} runs finished"
     gain = statistics.fmean(scores) - shape_baseline_map
     assert gain > max(max(scores) - min(scores), MARGIN), f"{method}: {scores} vs {shape_baseline_map:.4f}"
+    if method == "sketch2voxel":  # its reconstructions beat the baseline ranking's nearest models in IoU
+        records = [r for r in read_records(tmp_path / "results") if r.status == "ok"]
+        ious = [r.metrics["voxel_iou"] - r.metrics["voxel_iou_backbone_nn"] for r in records]
+        assert min(ious) > 0, f"sketch2voxel: voxel IoU minus the backbone nearest model's IoU {ious}"

@@ -313,11 +313,17 @@ def test_part_shrec14_keeps_big_classes_and_splits_their_models(tmp_path):
 
 
 # cvae trains on pairs: each training sketch with a same-class photo (shape) drawn every epoch; dcml on
-# class batches of sketches and per-view shape features (a sketch -> 3D method of the track)
+# class batches of sketches and per-view shape features (a sketch -> 3D method of the track); sketch2voxel
+# also voxelises the tree's meshes and records the IoU of its reconstructions
 @pytest.mark.parametrize(
     "method",
-    [["method=baseline"], ["method=cvae", "method.max_epochs=2"], ["method=dcml", "method.max_epochs=2"]],
-    ids=["baseline", "cvae", "dcml"],
+    [
+        ["method=baseline"],
+        ["method=cvae", "method.max_epochs=2"],
+        ["method=dcml", "method.max_epochs=2"],
+        ["method=sketch2voxel", "method.max_epochs=1"],
+    ],
+    ids=["baseline", "cvae", "dcml", "sketch2voxel"],
 )
 def test_bench_end_to_end_on_shrec13(shrec13, tmp_path, method):
     from sbir_bench.config import compose
@@ -344,3 +350,8 @@ def test_bench_end_to_end_on_shrec13(shrec13, tmp_path, method):
     )
     assert record.counts["n_queries"] == 4 and 0.0 <= record.metrics["map@200"] <= 1.0
     assert all(0.0 <= record.metrics[name] <= 1.0 for name in ("nn", "ft", "st", "e", "dcg", "map@all"))
+    if record.method == "sketch2voxel":
+        ious = ("voxel_iou", "voxel_iou_nn", "voxel_iou_backbone_nn")
+        assert all(0.0 <= record.metrics[name] <= 1.0 for name in ious)
+        (grid,) = tmp_path.rglob("reconstructions.png")  # sketches, reconstructions, nearest models
+        assert Image.open(grid).size[0] > 96
