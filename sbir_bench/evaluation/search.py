@@ -20,7 +20,9 @@ Inputs are brought to float64 and conditioned without changing any ranking:
   common offset causes. Rows whose magnitudes fall below float64's range after that common scaling
   cannot be ranked and are refused, naming the array and row.
 - ``hamming``: codes are packed into 64-bit words and compared with XOR + popcount; the integer key
-  ``distance * G + index`` is unique per row and already encodes the tie rule.
+  ``distance * G + index`` is unique per row and already encodes the tie rule (full rankings); the top-k
+  comes from one fused XOR + popcount + counting-sort pass per query (:mod:`sbir_bench.evaluation.hamming`),
+  in the same order.
 
 Float distances are searched in two stages. A float32 GEMM on the conditioned (cosine: unit) vectors gives
 keys within a rigorous bound ``E`` of the exact ones (``(d + 8) u`` times the norms, u = 2^-24, as for any
@@ -57,6 +59,8 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from sbir_bench.evaluation.hamming import hamming_top_k
+
 DISTANCES = ("cosine", "euclidean", "hamming")
 CUSTOM = "custom"  # a method's own score function (PairwiseScorer's ``distance`` given as a callable)
 T = TypeVar("T")
@@ -71,10 +75,6 @@ GEMM_ROWS = 256
 CHUNK_MEMORY_BUDGET_BYTES = 256 * 2**20
 _BYTES_PER_PAIR = 40
 MAX_CHUNK_ROWS = GEMM_ROWS
-# Hamming top-k: queries selected this many at a time, so that the XOR words, popcounts and keys of a piece
-# (about 13 bytes per gallery item and query) stay in the CPU's L2 cache: 3-4x faster than whole chunks
-HAMMING_SELECTION_ROWS = 16
-
 UNIT_ROUNDOFF_FLOAT32 = 2.0**-24
 # Re-scoring gathered pairs costs about as much as this many pairs of a float64 GEMM: beyond this share of
 # a block's pairs, the block's keys are computed by a float64 GEMM instead.
@@ -534,10 +534,8 @@ class PairwiseScorer:
                         keys = self.hamming_keys(chunk_rows)
                         results.append(score(chunk_rows, smallest_k(keys, k), keys))
                         continue
-                    # XOR, popcount, keys and selection on pieces whose buffers stay in the CPU cache
-                    pieces = chunk_bounds(len(chunk_rows), HAMMING_SELECTION_ROWS)
-                    top = [smallest_k(self.hamming_keys(chunk_rows[piece]), k) for piece in pieces]
-                    results.append(score(chunk_rows, np.concatenate(top), None))
+                    top = hamming_top_k(self._queries[chunk_rows], self._gallery_words, k)  # fused kernel
+                    results.append(score(chunk_rows, top, None))
                 return results
             if full_ranking or not k:
                 return exact_block(rows, self.exact_keys(rows) if full_ranking else np.empty((len(rows), 0)))
