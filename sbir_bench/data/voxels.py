@@ -1,6 +1,6 @@
-"""Occupancy grids of 3D meshes (voxelisation), their on-disk cache, pictures and IoU.
+"""Occupancy grids of 3D meshes (voxelisation), their on-disk cache and pictures.
 
-Sketch -> voxel methods (sketch2voxel, issue 14) reconstruct a shape as a boolean occupancy grid and are
+Sketch -> voxel methods (sketch2voxel) reconstruct a shape as a boolean occupancy grid and are
 scored against the grid of the true model. This module makes those grids from the suite's ``.off``
 meshes with NumPy and SciPy only (no trimesh, open3d or a GPU).
 
@@ -58,7 +58,6 @@ __all__ = [
     "cached_voxels",
     "check_resolution",
     "voxel_image",
-    "voxel_iou",
     "voxelise",
     "voxels_file",
 ]
@@ -246,13 +245,3 @@ def voxel_image(grid: np.ndarray, size: int = 96) -> np.ndarray:
     )
     # over white: a pixel covered by a share a of its subsamples is shaded + (1 - a) * 255
     return (shaded.astype(np.int64) + 255 - covered).clip(0, 255).astype(np.uint8)
-
-
-def voxel_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union ``|a & b| / |a | b|`` of two bool grids of one shape; two empty grids score
-    1.0 (they agree everywhere)."""
-    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
-    if a.shape != b.shape:
-        raise ValueError(f"voxel_iou needs grids of one shape, got {a.shape} and {b.shape}")
-    union = int(np.count_nonzero(a | b))
-    return 1.0 if union == 0 else int(np.count_nonzero(a & b)) / union

@@ -54,6 +54,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from sbir_bench.data.records import DataInfo
+from sbir_bench.data.voxels import voxel_image
 from sbir_bench.evaluation.engine import DEFAULT_METRICS
 from sbir_bench.evaluation.reconstruction import best_class_iou, nearest_model_iou
 from sbir_bench.methods.base import RetrievalMethod
@@ -85,12 +86,6 @@ from sbir_bench.registry import register_method
 GRID_QUERIES = 8  # sketches in the logged reconstruction grid
 GRID_TILE = 96  # pixels per tile
 _DECODE_BATCH = 64
-
-
-def _voxel_image(grid: np.ndarray) -> np.ndarray:
-    from sbir_bench.data.voxels import voxel_image  # the renderer is only needed for the picture
-
-    return voxel_image(grid, size=GRID_TILE)
 
 
 @register_method("sketch2voxel")
@@ -439,8 +434,8 @@ class Sketch2Voxel(RetrievalMethod):
             np.asarray(Image.open(records["path"].iloc[int(q)]).convert("L").resize((GRID_TILE, GRID_TILE)))
             for q in self._grid["queries"]
         ]
-        rows = [sketches, [_voxel_image(g) for g in self._grid["reconstructions"]]]
-        rows.append([_voxel_image(g) for g in self._grid["nearest"]])
+        rows = [sketches, [voxel_image(g, size=GRID_TILE) for g in self._grid["reconstructions"]]]
+        rows.append([voxel_image(g, size=GRID_TILE) for g in self._grid["nearest"]])
         tiles = [torch.from_numpy(np.asarray(t, dtype=np.float32) / 255.0) for row in rows for t in row]
         tiles = [t.permute(2, 0, 1) if t.ndim == 3 else t.unsqueeze(0).expand(3, -1, -1) for t in tiles]
         grid = make_grid(torch.stack(tiles), nrow=len(sketches), padding=2, pad_value=1.0)

@@ -16,7 +16,7 @@ from sbir_bench.data.mesh import Mesh, format_off, read_off
 from sbir_bench.data.modules import RetrievalDataModule
 from sbir_bench.data.readers.shrec import build_shrec13
 from sbir_bench.data.records import DatasetError
-from sbir_bench.data.voxels import cached_voxels, voxel_image, voxel_iou, voxelise
+from sbir_bench.data.voxels import cached_voxels, voxel_image, voxelise
 
 from .readers.test_shrec import TINY, make_shrec13
 
@@ -217,19 +217,6 @@ def test_a_corrupt_or_missing_mesh_file_names_the_file(tmp_path):
         cached_voxels(tmp_path / "absent.off", 32, "y", tmp_path / "cache")
     with pytest.raises(ValueError, match="resolution"):
         cached_voxels(broken, 300, "y", tmp_path / "cache")
-
-
-def test_voxel_iou_by_hand():
-    a, b = np.zeros((4, 4, 4), dtype=bool), np.zeros((4, 4, 4), dtype=bool)
-    a[0, 0, :4] = True  # voxels (0,0,0..3)
-    b[0, 0, 2:] = True  # voxels (0,0,2..3)
-    b[1, 1, :2] = True  # and (1,1,0..1)
-    # overlap {(0,0,2), (0,0,3)} = 2 voxels; union = 4 + 4 - 2 = 6 -> 2/6 = 1/3
-    assert voxel_iou(a, b) == pytest.approx(1 / 3)
-    assert voxel_iou(a, a) == 1.0 and voxel_iou(a, ~a) == 0.0
-    assert voxel_iou(np.zeros((4, 4, 4)), np.zeros((4, 4, 4))) == 1.0  # two empty grids agree
-    with pytest.raises(ValueError, match="one shape"):
-        voxel_iou(a, np.zeros((8, 8, 8), dtype=bool))
 
 
 def test_voxel_image_shades_a_box_on_white_and_leaves_an_empty_grid_blank():

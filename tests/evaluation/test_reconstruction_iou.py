@@ -28,6 +28,16 @@ def test_pairwise_iou_by_hand():
     assert iou.tolist() == [[0.25, 1.0, 0.0], [0.0, 0.0, 1.0]]
 
 
+def test_pairwise_iou_of_single_grids_by_hand():
+    a, b = np.zeros((4, 4, 4), dtype=bool), np.zeros((4, 4, 4), dtype=bool)
+    a[0, 0, :4] = True  # voxels (0,0,0..3)
+    b[0, 0, 2:] = True  # voxels (0,0,2..3)
+    b[1, 1, :2] = True  # and (1,1,0..1)
+    # overlap {(0,0,2), (0,0,3)} = 2 voxels; union = 4 + 4 - 2 = 6 -> 2/6 = 1/3
+    assert pairwise_iou(a[None], b[None])[0, 0] == pytest.approx(1 / 3)
+    assert pairwise_iou(a[None], np.stack([a, ~a])).tolist() == [[1.0, 0.0]]
+
+
 def test_best_class_iou_only_looks_within_the_query_class():
     gallery, gallery_labels = np.stack([B, C, A]), np.array([0, 0, 1])
     # query 0 (class 0) = A: best of IoU(A, B) = 0.25 and IoU(A, C) = 0; A itself is class 1, not counted
