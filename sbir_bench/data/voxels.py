@@ -1,8 +1,8 @@
 """Occupancy grids of 3D meshes (voxelisation), their on-disk cache and pictures.
 
-Sketch -> voxel methods (sketch2voxel) reconstruct a shape as a boolean occupancy grid and are
-scored against the grid of the true model. This module makes those grids from the suite's ``.off``
-meshes with NumPy and SciPy only (no trimesh, open3d or a GPU).
+Sketch -> voxel methods (sketch2voxel) reconstruct a shape as a boolean occupancy grid, scored against
+the grids of the query's class models (:mod:`sbir_bench.evaluation.reconstruction`). This module makes
+those grids from the suite's ``.off`` meshes with NumPy and SciPy only (no trimesh, open3d or a GPU).
 
 Grid: :func:`voxelise` first :func:`~sbir_bench.data.render.normalise`-s the mesh (centred on its
 bounding-box centre, scaled into the unit sphere, the dataset's up axis turned to +y), then covers the
