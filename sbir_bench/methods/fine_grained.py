@@ -36,10 +36,8 @@ Both methods: one grey input channel (the channel mean of the served RGB image, 
 1: :func:`~sbir_bench.methods.components.fine_grained.ink_image`); ``image_size`` resizes the served images
 first (None: as served); no pre-training of the branch on ImageNet edge maps / TU-Berlin (Yu et al. pre-train
 twice); photos enter as served by the data (edge maps where the data serves them, as in the papers).
-``train_crops`` (on in the configs) trains on random crops of 225/256 of the side, each mirrored with
-probability ½, as Yu et al.'s data layers serve them; ``test_crops=10`` averages each embedding over 10
-crops and flips as Yu et al. test (:mod:`~sbir_bench.methods.components.crops`; off by default: 1, the
-served image alone).
+``test_crops=10`` averages each embedding over 10 crops and flips as Yu et al. test
+(:mod:`~sbir_bench.methods.components.test_time`; off by default: 1, the served image alone).
 """
 
 from __future__ import annotations
@@ -54,7 +52,6 @@ from torch import Tensor, nn
 from sbir_bench.data.records import DataInfo
 from sbir_bench.evaluation.engine import DEFAULT_METRICS
 from sbir_bench.methods.base import RetrievalMethod
-from sbir_bench.methods.components.crops import TEST_CROPS, crop_averaged, random_crops
 from sbir_bench.methods.components.fine_grained import (
     SketchANet,
     attribute_prediction_loss,
@@ -67,6 +64,7 @@ from sbir_bench.methods.components.metric_losses import (
     euclidean_distance,
     triplet_margin_loss,
 )
+from sbir_bench.methods.components.test_time import TEST_CROPS, crop_averaged
 from sbir_bench.registry import register_method
 
 OPTIMIZERS = ("sgd", "adam")
@@ -98,7 +96,6 @@ class _ImageTripletMethod(RetrievalMethod):
         momentum: float,
         weight_decay: float,
         test_crops: int,
-        train_crops: bool,
         eval_metrics: Sequence[str],
     ) -> None:
         super().__init__(data, eval_metrics=tuple(str(m) for m in eval_metrics))
@@ -129,11 +126,8 @@ class _ImageTripletMethod(RetrievalMethod):
             )
 
     def _hidden(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """ReLU(fc1) of sketch, positive and negative, in one pass of the shared branch (each image a random
-        crop, mirrored or not, when training with ``train_crops``)."""
+        """ReLU(fc1) of sketch, positive and negative, in one pass of the shared branch."""
         images = torch.cat([batch[key] for key in TRIPLET_KEYS])
-        if self.training and self.hparams.train_crops:
-            images = random_crops(images)
         return self.net.hidden(images).chunk(3)
 
     def loss_terms(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -184,7 +178,6 @@ class TripletFG(_ImageTripletMethod):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         test_crops: int = 1,
-        train_crops: bool = False,
         eval_metrics: Sequence[str] = DEFAULT_METRICS,
     ) -> None:
         # plain values, not Hydra's ListConfig: checkpoints must load with torch.load(weights_only=True)
@@ -194,7 +187,7 @@ class TripletFG(_ImageTripletMethod):
         image_size = None if image_size is None else int(image_size)
         margin, lr, momentum, weight_decay = float(margin), float(lr), float(momentum), float(weight_decay)
         optimizer = str(optimizer)
-        test_crops, train_crops = int(test_crops), bool(train_crops)
+        test_crops = int(test_crops)
         super().__init__(
             data,
             channels=channels,
@@ -208,7 +201,6 @@ class TripletFG(_ImageTripletMethod):
             momentum=momentum,
             weight_decay=weight_decay,
             test_crops=test_crops,
-            train_crops=train_crops,
             eval_metrics=eval_metrics,
         )
         self.save_hyperparameters(ignore=["data"])
@@ -250,7 +242,6 @@ class DMAR(_ImageTripletMethod):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         test_crops: int = 1,
-        train_crops: bool = False,
         eval_metrics: Sequence[str] = DEFAULT_METRICS,
     ) -> None:
         channels, fc = tuple(int(c) for c in channels), tuple(int(w) for w in fc)
@@ -259,7 +250,7 @@ class DMAR(_ImageTripletMethod):
         image_size = None if image_size is None else int(image_size)
         margin, lr, momentum, weight_decay = float(margin), float(lr), float(momentum), float(weight_decay)
         optimizer, pretrain_epochs = str(optimizer), int(pretrain_epochs)
-        test_crops, train_crops = int(test_crops), bool(train_crops)
+        test_crops = int(test_crops)
         if prediction_weights is None:  # defaults: 1 each, 0 in the variants without them
             prediction_weights = (0.0,) * 3 if "prediction" in self.terms_off else (1.0,) * 3
         if ranking_weight is None:
@@ -279,7 +270,6 @@ class DMAR(_ImageTripletMethod):
             momentum=momentum,
             weight_decay=weight_decay,
             test_crops=test_crops,
-            train_crops=train_crops,
             eval_metrics=eval_metrics,
         )
         name = self.method_name

@@ -1,12 +1,12 @@
-"""Yu et al.'s crops: random training crops and flips, the 10-crop test-time averaging (the crops by hand, the
-average), and the fine-grained methods' ``train_crops`` and ``test_crops`` options."""
+"""Yu et al.'s 10-crop test-time averaging: the crops by hand, the average, and the fine-grained methods'
+``test_crops`` option."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sbir_bench.methods.components.crops import crop_averaged, random_crops, ten_crops
+from sbir_bench.methods.components.test_time import crop_averaged, ten_crops
 from sbir_bench.methods.fine_grained import DMAR, TripletFG
 
 DATA = {"num_classes": 2, "seen_classes": [0, 1], "image_size": 64, "attribute_dim": 3}
@@ -53,35 +53,3 @@ def test_fine_grained_methods_average_over_crops_when_asked(method):
         assert not torch.allclose(cropped.embed_query(images), plain.embed_query(images))
     with pytest.raises(ValueError, match="test_crops must be one of"):
         method(DATA, image_size=64, test_crops=3)
-
-
-def test_a_random_crop_is_one_of_the_crops_or_its_mirror():
-    # crop_fraction 0.5 of a 4x4 image: a 2x2 window at one of 3x3 offsets, resized back to 4x4; its
-    # upsampled corners are the window's corners, mirrored or not
-    image = torch.arange(16.0).reshape(1, 1, 4, 4)
-    generator = torch.Generator().manual_seed(0)
-    seen = set()
-    for _ in range(200):
-        (crop,) = random_crops(image, crop_fraction=0.5, generator=generator)
-        corners = (int(crop[0, 0, 0]), int(crop[0, 0, -1]), int(crop[0, -1, 0]), int(crop[0, -1, -1]))
-        seen.add(corners)
-    windows = {(4 * r + c, 4 * r + c + 1, 4 * r + c + 4, 4 * r + c + 5) for r in range(3) for c in range(3)}
-    mirrored = {(b, a, d, c) for a, b, c, d in windows}
-    assert seen == windows | mirrored  # all 9 positions, each both ways, nothing else
-    with pytest.raises(ValueError, match="square image batches"):
-        random_crops(torch.rand(2, 1, 4, 5))
-
-
-@pytest.mark.parametrize("method", [TripletFG, DMAR])
-def test_training_crops_change_the_training_inputs_only(method):
-    torch.manual_seed(0)
-    net = method(DATA, image_size=64, channels=(4, 4, 4, 4, 4), fc=(8, 6), train_crops=True)
-    batch = {key: torch.rand(2, 3, 64, 64) for key in ("sketch", "positive", "negative")}
-    net.train()
-    torch.manual_seed(1)
-    first = net._hidden(batch)[0]
-    torch.manual_seed(2)
-    assert not torch.allclose(net._hidden(batch)[0], first)  # another crop, another output
-    net.eval()
-    # evaluation: the images as served
-    torch.testing.assert_close(net._hidden(batch)[0], net.net.hidden(batch["sketch"]))
