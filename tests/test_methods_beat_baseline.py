@@ -106,16 +106,8 @@ def test_dmar_beats_its_ablation_without_attributes_on_instances(tmp_path, share
     scores = {}
     for method in ("dmar", "dmar_no_ap_ar"):
         where = tmp_path / method
-        bench(
-            compose(
-                [
-                    f"method={method}",
-                    "data=synthetic_fg_edge",
-                    "seeds=[0,1,2]",
-                    *quiet_run_in(where, shared_cache),
-                ]
-            )
-        )
+        overrides = [f"method={method}", "data=synthetic_fg_edge", "seeds=[0,1,2]"]
+        bench(compose([*overrides, *quiet_run_in(where, shared_cache)]))
         scores[method] = [r.metrics["acc@1"] for r in read_records(where / "results") if r.status == "ok"]
         assert len(scores[method]) == len(SEEDS), f"{method}: {scores[method]}"
     spread = max(max(s) - min(s) for s in scores.values())
